@@ -1,0 +1,65 @@
+"""The ``enclave`` command. Every command takes ``--home`` and exits non-zero with a one-line
+reason on failure (``error: <code>: <message>``)."""
+
+from __future__ import annotations
+
+import sys
+
+import structlog
+import typer
+
+from appliance.cli.common import fail
+from appliance.cli.data import register as register_data
+from appliance.cli.keys import register as register_keys
+from appliance.cli.serve import register as register_serve
+from appliance.errors import EnclaveError
+from appliance.logs import configure_logging
+from appliance.version import __version__
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"enclave {__version__}")
+        raise typer.Exit()
+
+
+app = typer.Typer(
+    name="enclave",
+    help="Enclave: the offline AI agent appliance.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Enclave: the offline AI agent appliance."""
+    # Commands log warnings and errors to stderr; `run` reconfigures for the server.
+    configure_logging("WARNING")
+
+
+register_serve(app)
+register_keys(app)
+register_data(app)
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app(standalone_mode=True)
+    except EnclaveError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        # A bug, not bad input: still one line for the operator; the traceback at DEBUG.
+        structlog.get_logger(__name__).debug("cli.crash", exc_info=True)
+        fail(EnclaveError(f"{exc.__class__.__name__}: {exc}"))
+
+
+__all__ = ["app", "main"]

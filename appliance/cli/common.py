@@ -1,0 +1,79 @@
+"""Shared CLI options and helpers: settings from flags, passphrases from files, one-line errors."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+
+from appliance.errors import EnclaveError, InvalidRequest, StorageError
+from appliance.settings import EnclaveSettings
+
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--home", help="Enclave home directory (default: $ENCLAVE_HOME or ~/.local/share/enclave)."
+    ),
+]
+PassphraseFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--passphrase-file", help="Read the admin passphrase from this file (first line)."
+    ),
+]
+
+
+def fail(exc: EnclaveError) -> NoReturn:
+    """Print ``error: <code>: <message>`` on one line to stderr and exit 1."""
+    message = " ".join(exc.message.split())
+    sys.stderr.write(f"error: {exc.code}: {message}\n")
+    raise SystemExit(1)
+
+
+@contextmanager
+def reporting() -> Iterator[None]:
+    """Turn a typed error inside a command into the one-line reason and exit status 1."""
+    try:
+        yield
+    except EnclaveError as exc:
+        fail(exc)
+    except OSError as exc:
+        fail(StorageError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        fail(InvalidRequest(f"Invalid setting {where}: {first.get('msg')}."))
+
+
+def settings_for(home: Path | None, **overrides: object) -> EnclaveSettings:
+    """Settings from the environment, with command-line flags taking precedence."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if home is not None:
+        values["home"] = home
+    return EnclaveSettings.model_validate(values)
+
+
+def read_passphrase(
+    path: Path | None, prompt: str = "Admin passphrase", confirm: bool = False
+) -> str:
+    """The passphrase from ``path`` (first line, newline stripped) or an interactive prompt."""
+    if path is not None:
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidRequest(f"Cannot read the passphrase file {path}.") from exc
+        lines = text.splitlines()
+        if not lines or not lines[0]:
+            raise InvalidRequest(f"The passphrase file {path} is empty.")
+        return lines[0]
+    if not sys.stdin.isatty():
+        raise InvalidRequest(
+            "No passphrase: pass --passphrase-file FILE (no terminal to prompt on)."
+        )
+    value: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+    return value

@@ -1,0 +1,160 @@
+"""Key lifecycle commands: init, unseal, passwd, rekey, keyfile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from appliance.cli.common import (
+    HomeOpt,
+    PassphraseFileOpt,
+    read_passphrase,
+    reporting,
+    settings_for,
+)
+from appliance.errors import HomeLocked, ServerRejected, StorageError
+from appliance.lifecycle import Appliance
+
+
+def _locked_appliance(home: Path | None, create: bool = False) -> Appliance:
+    """An appliance holding the home lock: key changes must not race a running server."""
+    appliance = Appliance(settings_for(home))
+    if create:
+        appliance.home.ensure()
+    appliance.home.lock()
+    return appliance
+
+
+def _unseal_running_server(url: str, passphrase: str) -> None:
+    try:
+        response = httpx.post(f"{url}/api/v1/unseal", json={"passphrase": passphrase}, timeout=60)
+    except httpx.HTTPError as exc:
+        raise StorageError(f"The running server at {url} did not answer: {exc}.") from exc
+    if response.status_code != 200:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        raise ServerRejected(f"{body.get('code', response.status_code)}: {body.get('detail', '')}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the key commands to ``app``."""
+
+    @app.command()
+    def init(
+        home: HomeOpt = None,
+        passphrase_file: PassphraseFileOpt = None,
+        keyfile_out: Annotated[
+            Path | None,
+            typer.Option(
+                "--keyfile-out",
+                help="Also create an unseal key file (mode 0600) for unattended start.",
+            ),
+        ] = None,
+    ) -> None:
+        """Initialise a new home: data key, vault, encrypted database and blob store."""
+        with reporting():
+            appliance = _locked_appliance(home, create=True)
+            try:
+                appliance.initialise(read_passphrase(passphrase_file, confirm=True), keyfile_out)
+            finally:
+                appliance.seal()
+                appliance.home.unlock()
+            typer.echo(f"initialised {appliance.home.root}")
+
+    @app.command()
+    def unseal(
+        home: HomeOpt = None,
+        passphrase_file: PassphraseFileOpt = None,
+        url: Annotated[
+            str | None,
+            typer.Option(
+                "--url",
+                help="Unseal this running server instead (default: the one holding the home).",
+            ),
+        ] = None,
+    ) -> None:
+        """Unseal the running server, or (server stopped) verify, migrate and finish a pending rekey."""
+        with reporting():
+            settings = settings_for(home)
+            passphrase = read_passphrase(passphrase_file)
+            appliance = Appliance(settings)
+            try:
+                appliance.home.lock()
+            except HomeLocked:
+                target = url or f"http://{settings.host}:{settings.port}"
+                _unseal_running_server(target, passphrase)
+                typer.echo(f"unsealed the server at {target}")
+                return
+            try:
+                appliance.unseal(passphrase)
+                report = appliance.readiness()
+            finally:
+                appliance.seal()
+                appliance.home.unlock()
+            typer.echo(
+                f"unsealed {appliance.home.root}: database ok, schema "
+                f"{'current' if report['checks']['migrations'] else 'behind'}"
+            )
+
+    @app.command()
+    def passwd(
+        home: HomeOpt = None,
+        passphrase_file: PassphraseFileOpt = None,
+        new_passphrase_file: Annotated[
+            Path | None,
+            typer.Option("--new-passphrase-file", help="Read the new passphrase from this file."),
+        ] = None,
+    ) -> None:
+        """Change the admin passphrase (re-wraps the data key; data is untouched)."""
+        with reporting():
+            appliance = _locked_appliance(home)
+            try:
+                old = read_passphrase(passphrase_file, "Current passphrase")
+                new = read_passphrase(new_passphrase_file, "New passphrase", confirm=True)
+                appliance.change_passphrase(old, new)
+            finally:
+                appliance.home.unlock()
+            typer.echo("passphrase changed")
+
+    @app.command()
+    def rekey(
+        home: HomeOpt = None,
+        passphrase_file: PassphraseFileOpt = None,
+        keyfile: Annotated[
+            Path | None,
+            typer.Option(
+                "--keyfile", help="The unseal key file, when the vault has one (it is re-wrapped)."
+            ),
+        ] = None,
+    ) -> None:
+        """Rotate the data key: re-encrypt the database and every blob under a new key."""
+        with reporting():
+            appliance = _locked_appliance(home)
+            try:
+                passphrase = read_passphrase(passphrase_file)
+                appliance.unseal(passphrase)
+                key_id = appliance.rekey(passphrase, keyfile or appliance.settings.unseal_keyfile)
+            finally:
+                appliance.seal()
+                appliance.home.unlock()
+            typer.echo(f"data key rotated (new key id {key_id})")
+
+    @app.command("keyfile")
+    def keyfile_cmd(
+        out: Annotated[Path, typer.Option("--out", help="Where to write the new key file.")],
+        home: HomeOpt = None,
+        passphrase_file: PassphraseFileOpt = None,
+    ) -> None:
+        """Create an unseal key file (set ENCLAVE_UNSEAL_KEYFILE to it for unattended start)."""
+        with reporting():
+            appliance = _locked_appliance(home)
+            try:
+                appliance.add_keyfile(read_passphrase(passphrase_file), out)
+            finally:
+                appliance.home.unlock()
+            typer.echo(f"key file written to {out} (mode 0600); keep it off shared storage")

@@ -1,0 +1,328 @@
+"""The appliance's key lifecycle: initialise, unseal, seal, change passphrase, rotate the data key.
+
+States: ``uninitialised`` (no vault, no database) → ``sealed`` (data on disk, key not in memory)
+→ ``unsealed`` (data key in memory, database open, migrations current).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import uuid
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+
+from appliance.errors import (
+    AlreadyInitialised,
+    AlreadyUnsealed,
+    DatabaseCorrupt,
+    EnclaveError,
+    KeyfileInvalid,
+    NotInitialised,
+    Sealed,
+    StorageError,
+    VaultMissing,
+    WrongPassphrase,
+)
+from appliance.home import Home
+from appliance.keys.attempts import UnsealAttempts
+from appliance.keys.secret import DataKey, key_id_for
+from appliance.keys.vault import (
+    KdfParams,
+    Vault,
+    check_passphrase_policy,
+    read_keyfile,
+    write_keyfile,
+)
+from appliance.settings import EnclaveSettings
+from appliance.store.blobs import BlobStore
+from appliance.store.database import Database
+from appliance.store.migrate import is_current, migrate
+from appliance.store.schema import Installation
+
+log = structlog.get_logger(__name__)
+
+
+class State(StrEnum):
+    UNINITIALISED = "uninitialised"
+    SEALED = "sealed"
+    UNSEALED = "unsealed"
+
+
+def _blob_key(dek: DataKey) -> bytes:
+    return dek.derive("blobs")
+
+
+class Appliance:
+    """One Enclave home and, once unsealed, its open database and blob store."""
+
+    def __init__(self, settings: EnclaveSettings) -> None:
+        self.settings = settings
+        self.home = Home(settings.home)
+        self.attempts = UnsealAttempts(self.home.attempts_path, settings.unseal_max_attempts)
+        self._lock = threading.RLock()
+        self._dek: DataKey | None = None
+        self._db: Database | None = None
+        self._blobs: BlobStore | None = None
+
+    # --- state ------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """Where the appliance is in its lifecycle."""
+        if self._dek is not None:
+            return State.UNSEALED
+        if self.home.vault_path.exists() or self.home.db_path.exists():
+            return State.SEALED
+        return State.UNINITIALISED
+
+    @property
+    def db(self) -> Database:
+        """The open database; :class:`Sealed` while sealed."""
+        if self._db is None:
+            raise Sealed()
+        return self._db
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The open blob store; :class:`Sealed` while sealed."""
+        if self._blobs is None:
+            raise Sealed()
+        return self._blobs
+
+    def current_key(self) -> DataKey:
+        """The data key in memory (for backups); :class:`Sealed` while sealed."""
+        if self._dek is None:
+            raise Sealed()
+        return self._dek
+
+    def kdf_params(self) -> KdfParams:
+        """Argon2id parameters for new passphrase slots, from settings."""
+        s = self.settings
+        return KdfParams(s.kdf_time_cost, s.kdf_memory_kib, s.kdf_parallelism)
+
+    def readiness(self) -> dict[str, Any]:
+        """What /readyz reports: unsealed, database reachable, migrations current."""
+        checks: dict[str, bool] = {"unsealed": self.state is State.UNSEALED}
+        if self._db is not None:
+            try:
+                self._db.verify_key()
+                checks["database"] = True
+                checks["migrations"] = is_current(self._db)
+            except EnclaveError:
+                checks["database"] = False
+                checks["migrations"] = False
+        else:
+            checks["database"] = checks["migrations"] = False
+        return {"ready": all(checks.values()), "state": self.state.value, "checks": checks}
+
+    # --- initialise -------------------------------------------------------------------------
+
+    def initialise(self, passphrase: str, keyfile_out: Path | None = None) -> None:
+        """First start: create the data key, vault, database and blob store; leaves it unsealed.
+
+        The vault is written last, so a failure part-way leaves an uninitialised home.
+        """
+        with self._lock:
+            if self.state is not State.UNINITIALISED:
+                raise AlreadyInitialised()
+            check_passphrase_policy(passphrase)
+            self.home.ensure()
+            dek = DataKey.generate()
+            vault = Vault.create(dek, passphrase, self.kdf_params())
+            db: Database | None = None
+            try:
+                if keyfile_out is not None:
+                    vault.set_keyfile(dek, write_keyfile(keyfile_out))
+                db = self._open_database(dek)
+                migrate(db, dek, self.home.backups_dir)
+                db.run_write(
+                    lambda s: s.add(
+                        Installation(
+                            id=1,
+                            installation_id=str(uuid.uuid4()),
+                            blob_address_key=secrets.token_bytes(32),
+                        )
+                    )
+                )
+                vault.save(self.home.vault_path)
+            except BaseException:
+                if db is not None:
+                    db.dispose()
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{self.home.db_path}{suffix}").unlink(missing_ok=True)
+                raise
+            self._activate(dek, db, extra_keys=[])
+            log.info(
+                "appliance.initialised", home=str(self.home.root), keyfile=keyfile_out is not None
+            )
+
+    # --- unseal / seal ----------------------------------------------------------------------
+
+    def unseal(self, passphrase: str | None = None, keyfile: Path | None = None) -> None:
+        """Open the vault with the passphrase (or key file), the database and the blob store."""
+        with self._lock:
+            state = self.state
+            if state is State.UNSEALED:
+                raise AlreadyUnsealed()
+            if state is State.UNINITIALISED:
+                raise NotInitialised()
+            if not self.home.vault_path.exists():
+                raise VaultMissing()
+            self.attempts.check()
+            vault = Vault.load(self.home.vault_path)
+            kek: bytes | None = None
+            try:
+                if passphrase is not None:
+                    dek = vault.unwrap_with_passphrase(passphrase)
+                elif keyfile is not None:
+                    kek = read_keyfile(keyfile)
+                    dek = vault.unwrap_with_keyfile(kek)
+                else:
+                    raise WrongPassphrase("A passphrase or key file is needed to unseal.")
+            except (WrongPassphrase, KeyfileInvalid):
+                count = self.attempts.record_failure()
+                log.warning("unseal.failed", failed_attempts=count)
+                raise
+            pending = vault.unwrap_pending(passphrase, kek)
+            opened, db = self._open_with_rotation(dek, pending)
+            migrate(db, opened, self.home.backups_dir)
+            # During an interrupted rotation blobs may be under either key: keep both readable.
+            extra = [k for k in (dek, pending) if k is not None and k != opened]
+            self._activate(opened, db, extra_keys=extra)
+            if pending is not None:
+                self._finish_rotation(vault, pending)
+            self.attempts.reset()
+            log.info("unseal.ok", method="passphrase" if passphrase is not None else "keyfile")
+
+    def unseal_from_settings(self) -> bool:
+        """Unattended unseal with ``ENCLAVE_UNSEAL_KEYFILE`` when configured; True if unsealed."""
+        if self.settings.unseal_keyfile is None or self.state is not State.SEALED:
+            return False
+        self.unseal(keyfile=self.settings.unseal_keyfile)
+        return True
+
+    def seal(self) -> None:
+        """Drop the data key and close the database (the appliance answers 503 `sealed`)."""
+        with self._lock:
+            if self._db is not None:
+                self._db.dispose()
+            self._db = None
+            self._blobs = None
+            self._dek = None
+            log.info("appliance.sealed")
+
+    # --- key changes ------------------------------------------------------------------------
+
+    def change_passphrase(self, old: str, new: str) -> None:
+        """Re-wrap the data key under a new passphrase; the data is untouched."""
+        with self._lock:
+            vault = Vault.load(self.home.vault_path)
+            self.attempts.check()
+            try:
+                dek = vault.unwrap_with_passphrase(old)
+            except WrongPassphrase:
+                self.attempts.record_failure()
+                raise
+            if vault.pending:
+                raise StorageError(
+                    "A key rotation is unfinished; unseal once to complete it first."
+                )
+            vault.set_passphrase(dek, new, self.kdf_params())
+            vault.save(self.home.vault_path)
+            log.info("vault.passphrase_changed")
+
+    def add_keyfile(self, passphrase: str, out: Path) -> None:
+        """Create a key file that can unseal without the passphrase (for unattended servers)."""
+        with self._lock:
+            vault = Vault.load(self.home.vault_path)
+            dek = vault.unwrap_with_passphrase(passphrase)
+            vault.set_keyfile(dek, write_keyfile(out))
+            vault.save(self.home.vault_path)
+            log.info("vault.keyfile_added")
+
+    def rekey(self, passphrase: str, keyfile: Path | None = None) -> str:
+        """Rotate the data key: new key pending in the vault → blobs → database → promote.
+
+        Each step is recorded so an interruption is completed at the next unseal. Returns the
+        new key id (hex).
+        """
+        with self._lock:
+            if self._dek is None:
+                raise Sealed()
+            vault = Vault.load(self.home.vault_path)
+            if vault.unwrap_with_passphrase(passphrase) != self._dek:
+                raise DatabaseCorrupt("The vault does not hold the key this appliance is using.")
+            kek = read_keyfile(keyfile) if keyfile is not None else None
+            new = DataKey.generate()
+            vault.begin_rotation(new, passphrase, self.kdf_params(), kek)
+            vault.save(self.home.vault_path)
+            self.blobs.keys[key_id_for(_blob_key(new))] = _blob_key(new)
+            self._finish_rotation(vault, new)
+            log.info("vault.rekeyed", key_id=new.key_id.hex())
+            return new.key_id.hex()
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _open_database(self, dek: DataKey) -> Database:
+        return Database(
+            path=self.home.db_path,
+            dek=dek,
+            url=self.settings.database_url,
+            busy_timeout_ms=self.settings.db_busy_timeout_ms,
+        )
+
+    def _open_with_rotation(
+        self, dek: DataKey, pending: DataKey | None
+    ) -> tuple[DataKey, Database]:
+        """Open the database with the current key, or with the pending one after an interrupted
+        rekey that had already re-encrypted the database."""
+        db = self._open_database(dek)
+        try:
+            db.verify_key()
+            return dek, db
+        except DatabaseCorrupt:
+            db.dispose()
+            if pending is None:
+                raise
+        db = self._open_database(pending)
+        db.verify_key()
+        return pending, db
+
+    def _activate(self, dek: DataKey, db: Database, extra_keys: list[DataKey]) -> None:
+        with db.read() as session:
+            inst = session.scalar(select(Installation).where(Installation.id == 1))
+        if inst is None:
+            raise DatabaseCorrupt("The database has no installation record.")
+        keys = {key_id_for(_blob_key(dek)): _blob_key(dek)}
+        for extra in extra_keys:
+            keys[key_id_for(_blob_key(extra))] = _blob_key(extra)
+        blobs = BlobStore(
+            self.home.blobs_dir, keys, key_id_for(_blob_key(dek)), inst.blob_address_key
+        )
+        removed = blobs.cleanup_partial()
+        if removed:
+            log.info("blobs.partial_removed", count=removed)
+        self._dek, self._db, self._blobs = dek, db, blobs
+
+    def _finish_rotation(self, vault: Vault, new: DataKey) -> None:
+        new_blob_id = key_id_for(_blob_key(new))
+        self.blobs.keys[new_blob_id] = _blob_key(new)
+        moved = sum(
+            1 for blob_id in self.blobs.iter_ids() if self.blobs.reencrypt(blob_id, new_blob_id)
+        )
+        if self._dek != new:
+            self.db.rekey(new)
+            self._db = self._open_database(new)
+            self._db.verify_key()
+        vault.finish_rotation()
+        vault.save(self.home.vault_path)
+        self.blobs.current_key_id = new_blob_id
+        for key_id in [k for k in self.blobs.keys if k != new_blob_id]:
+            del self.blobs.keys[key_id]
+        self._dek = new
+        log.info("vault.rotation_finished", blobs_reencrypted=moved)

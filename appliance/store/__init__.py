@@ -1,0 +1,1 @@
+"""Encrypted storage: SQLCipher database, Alembic migrations, blob store, backups."""

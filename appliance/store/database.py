@@ -1,0 +1,183 @@
+"""The one way to the database: SQLAlchemy 2 over SQLCipher (or PostgreSQL by URL).
+
+SQLite has one writer; we make that explicit (as datasette does): every write goes through
+:meth:`Database.write`, which serialises writers in this process with a lock and takes SQLite's
+write lock up front (``BEGIN IMMEDIATE``), so a burst of writers queues instead of failing with
+"database is locked". Readers use a separate pool and never block on the writer (WAL).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlcipher3.dbapi2 as sqlcipher
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from appliance.errors import DatabaseCorrupt, DiskFull, StorageError
+from appliance.keys.secret import DataKey
+
+T = TypeVar("T")
+
+
+def _is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def _sqlcipher_engine(path: Path, dek: DataKey, busy_timeout_ms: int, immediate: bool) -> Engine:
+    engine = create_engine(
+        f"sqlite:///{path}",
+        module=sqlcipher,
+        connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+        # One pooled connection for the writer: the lock hands it from writer to writer.
+        **({"pool_size": 1, "max_overflow": 0} if immediate else {}),
+    )
+    pragma_key = dek.sqlcipher_pragma_value()
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control from the driver so BEGIN is ours (SQLAlchemy's recipe).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            # PRAGMA takes no bound parameters; the literal is hex of our own key bytes.
+            cur.execute(f'PRAGMA key = "{pragma_key}"')
+            cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+            cur.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """Reader pool + a serialised writer over one database."""
+
+    def __init__(
+        self,
+        *,
+        path: Path | None = None,
+        dek: DataKey | None = None,
+        url: str | None = None,
+        busy_timeout_ms: int = 10000,
+    ) -> None:
+        self._write_lock = threading.Lock()
+        self.path = path
+        if url and not _is_sqlite(url):
+            self.url = url
+            self.reader = create_engine(url, pool_pre_ping=True)
+            self.writer = self.reader
+        else:
+            if path is None or dek is None:
+                raise ValueError("an embedded database needs a path and a data key")
+            self.url = f"sqlite:///{path}"
+            self.reader = _sqlcipher_engine(path, dek, busy_timeout_ms, immediate=False)
+            self.writer = _sqlcipher_engine(path, dek, busy_timeout_ms, immediate=True)
+        self._read_sessions = sessionmaker(self.reader, expire_on_commit=False)
+        self._write_sessions = sessionmaker(self.writer, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True for the embedded SQLCipher database (the dialect seam for SQLite-only SQL)."""
+        return _is_sqlite(self.url)
+
+    def verify_key(self) -> None:
+        """Prove the key opens the file (SQLCipher only notices at the first read)."""
+        try:
+            with self.reader.connect() as conn:
+                conn.execute(
+                    text("SELECT count(*) FROM sqlite_master" if self.is_sqlite else "SELECT 1")
+                )
+        except DatabaseError as exc:
+            raise DatabaseCorrupt(
+                "The database cannot be opened with this key (wrong key or damaged file)."
+            ) from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reads; closing it ends the transaction (loaded objects stay usable)."""
+        with self._read_sessions() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """The one write path: serialised, committed on success, rolled back on error."""
+        with self._write_lock, self._write_sessions() as session:
+            try:
+                with session.begin():
+                    yield session
+            except OperationalError as exc:
+                raise _map_operational(exc) from exc
+
+    def run_write(self, fn: Callable[[Session], T]) -> T:
+        """Run ``fn`` in one write transaction and return its result."""
+        with self.write() as session:
+            return fn(session)
+
+    def integrity_check(self) -> list[str]:
+        """``PRAGMA integrity_check`` rows; ``["ok"]`` when healthy (PostgreSQL: always ok)."""
+        if not self.is_sqlite:
+            return ["ok"]
+        try:
+            with self.reader.connect() as conn:
+                return [row[0] for row in conn.exec_driver_sql("PRAGMA integrity_check")]
+        except DatabaseError as exc:
+            return [f"unreadable: {exc.orig}"]
+
+    def backup_to(self, target: Path, dek: DataKey) -> None:
+        """Online backup (SQLite backup API) into ``target``, encrypted with ``dek``."""
+        if not self.is_sqlite:
+            raise StorageError("Online backup of an external database is done with its own tools.")
+        target.unlink(missing_ok=True)
+        with self._write_lock:
+            raw_source = self.writer.raw_connection()
+            try:
+                dest = sqlcipher.connect(str(target))
+                try:
+                    dest.execute(f'PRAGMA key = "{dek.sqlcipher_pragma_value()}"')
+                    raw_source.driver_connection.backup(dest)  # type: ignore[union-attr]
+                finally:
+                    dest.close()
+            except sqlcipher.OperationalError as exc:
+                target.unlink(missing_ok=True)
+                raise StorageError(f"Backup failed: {exc}.") from exc
+            finally:
+                raw_source.close()
+        target.chmod(0o600)
+
+    def rekey(self, new: DataKey) -> None:
+        """Re-encrypt the whole database file under ``new`` (SQLCipher ``PRAGMA rekey``)."""
+        with self._write_lock:
+            self.reader.dispose()
+            raw = self.writer.raw_connection()
+            try:
+                cur = raw.cursor()
+                cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                cur.execute(f'PRAGMA rekey = "{new.sqlcipher_pragma_value()}"')
+                cur.close()
+            finally:
+                raw.close()
+            self.dispose()
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.reader.dispose()
+        self.writer.dispose()
+
+
+def _map_operational(exc: OperationalError) -> StorageError:
+    message = str(exc.orig).lower()
+    if "full" in message:
+        return DiskFull()
+    return StorageError(f"Database write failed: {exc.orig}.")

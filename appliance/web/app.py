@@ -1,0 +1,68 @@
+"""The composition root: one FastAPI app with the API, the seal gate, and the UI plugins.
+
+The UI layer sits above the appliance, so the appliance never imports it: UI packages register
+through the ``enclave.ui`` entry-point group (the way ``llm`` loads plugins) and get the app and
+the appliance to mount their pages on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import entry_points
+
+import structlog
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from appliance.errors import EnclaveError
+from appliance.lifecycle import Appliance
+from appliance.version import __version__
+from appliance.web.middleware import RequestIdMiddleware, SealGateMiddleware
+from appliance.web.problems import install_problem_handlers
+from appliance.web.system import router as system_router
+
+log = structlog.get_logger(__name__)
+UI_ENTRY_POINT_GROUP = "enclave.ui"
+
+
+def load_ui_plugins(app: FastAPI, appliance: Appliance) -> list[str]:
+    """Call every registered UI plugin's ``register(app, appliance)``; returns their names."""
+    names = []
+    for ep in entry_points(group=UI_ENTRY_POINT_GROUP):
+        ep.load()(app, appliance)
+        names.append(ep.name)
+    return names
+
+
+def create_app(appliance: Appliance, with_ui: bool = True) -> FastAPI:
+    """Build the ASGI app for ``appliance``."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            if await run_in_threadpool(appliance.unseal_from_settings):
+                log.info("server.auto_unsealed")
+        except EnclaveError as exc:
+            # Stay up, sealed, and say why: an operator can still unseal by passphrase.
+            log.error("server.auto_unseal_failed", code=exc.code, reason=exc.message)
+        yield
+        appliance.seal()
+
+    app = FastAPI(
+        title="Enclave",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.appliance = appliance
+    install_problem_handlers(app)
+    app.include_router(system_router)
+    app.add_middleware(SealGateMiddleware, appliance_getter=lambda: appliance)
+    app.add_middleware(RequestIdMiddleware)
+    if with_ui:
+        loaded = load_ui_plugins(app, appliance)
+        log.info("server.ui_loaded", plugins=loaded)
+    return app

@@ -1,0 +1,86 @@
+"""The model catalog (``catalog.toml``) and where each model's file lives.
+
+Nothing here downloads: a model file is either inside an installed package or imported into
+the Enclave home.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+CATALOG_PATH = Path(__file__).with_name("catalog.toml")
+
+
+class CatalogError(ValueError):
+    """The catalog file is malformed or names an unknown model."""
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One model the appliance knows about."""
+
+    id: str
+    display_name: str
+    locator: str
+    sha256: str
+    size_bytes: int
+    context_length: int
+    chat_template: str
+    licence: str
+    price_class: str
+
+    def path(self, home: Path | None = None) -> Path | None:
+        """Where the file should be, or None when its package is not installed."""
+        kind, _, rest = self.locator.partition(":")
+        if kind == "package":
+            package, _, name = rest.partition("/")
+            spec = importlib.util.find_spec(package)
+            if spec is None or spec.origin is None:
+                return None
+            return Path(spec.origin).parent / name
+        if kind == "home":
+            if home is None:
+                return None
+            return home / "models" / rest
+        raise CatalogError(f"model {self.id}: unknown locator kind {kind!r}")
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """All catalog entries and the default model id."""
+
+    default: str
+    entries: dict[str, CatalogEntry]
+
+    def default_entry(self) -> CatalogEntry:
+        """The model used when an agent names none."""
+        return self.entries[self.default]
+
+
+def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
+    """Parse ``catalog.toml``; a malformed file raises :class:`CatalogError`."""
+    try:
+        doc = tomllib.loads(path.read_text("utf-8"))
+        entries = {
+            model_id: CatalogEntry(id=model_id, **fields)
+            for model_id, fields in doc.get("models", {}).items()
+        }
+        default = doc["default"]
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
+        raise CatalogError(f"model catalog {path} is invalid: {exc}") from exc
+    if default not in entries:
+        raise CatalogError(f"model catalog {path}: default {default!r} is not an entry")
+    return Catalog(default, entries)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (model files are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
