@@ -258,6 +258,9 @@ class Appliance:
             if vault.unwrap_with_passphrase(passphrase) != self._dek:
                 raise DatabaseCorrupt("The vault does not hold the key this appliance is using.")
             kek = read_keyfile(keyfile) if keyfile is not None else None
+            if kek is not None and vault.has_keyfile():
+                # A foreign key file would otherwise replace the slot and lock out the real one.
+                vault.unwrap_with_keyfile(kek)
             new = DataKey.generate()
             vault.begin_rotation(new, passphrase, self.kdf_params(), kek)
             vault.save(self.home.vault_path)

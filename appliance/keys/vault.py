@@ -303,13 +303,15 @@ def _open_passphrase_slot(slots: dict[str, Any], passphrase: str, key_id: bytes)
         params = KdfParams(
             int(spec["time_cost"]), int(spec["memory_kib"]), int(spec["parallelism"])
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise VaultCorrupt() from exc
     if (
         spec.get("name") != "argon2id"
         or not (1 <= params.time_cost <= 64)
         or not (8 <= params.memory_kib <= 4 * 1024 * 1024)
         or not (1 <= params.parallelism <= 64)
+        # Argon2 itself refuses fewer than 8 KiB per lane (HashingError otherwise).
+        or params.memory_kib < 8 * params.parallelism
     ):
         raise VaultCorrupt()
     salt = _unb64(spec.get("salt"))

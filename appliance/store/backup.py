@@ -160,6 +160,10 @@ def restore_backup(
 def _swap_in(home: Home, staging: Path) -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     aside = home.backups_dir / f"pre-restore-{stamp}"
+    n = 1
+    while aside.exists():  # a second restore within the same second must not overwrite the first
+        aside = home.backups_dir / f"pre-restore-{stamp}-{n}"
+        n += 1
     moved = []
     for name in ("enclave.db", "enclave.db-wal", "enclave.db-shm", "vault.json", "blobs"):
         current = home.root / name

@@ -12,11 +12,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DatabaseError
 
 from appliance.errors import DatabaseCorrupt, MigrationFailed
 from appliance.keys.secret import DataKey
 from appliance.store.database import Database
+from appliance.store.files import fsync_dir
 
 log = structlog.get_logger(__name__)
 
@@ -37,8 +38,11 @@ def head_revision(script_location: Path = SCRIPT_LOCATION) -> str | None:
 
 def current_revision(db: Database) -> str | None:
     """The revision the database is at (None for an empty database)."""
-    with db.reader.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+    try:
+        with db.reader.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except DatabaseError as exc:  # e.g. a damaged page under alembic_version
+        raise DatabaseCorrupt(f"The schema revision cannot be read: {exc.orig}") from exc
 
 
 def is_current(db: Database, script_location: Path = SCRIPT_LOCATION) -> bool:
@@ -75,7 +79,9 @@ def migrate(
         with db.write() as session:
             cfg.attributes["connection"] = session.connection()
             command.upgrade(cfg, "head")
-    except (SQLAlchemyError, RuntimeError, ValueError, TypeError) as exc:
+    except Exception as exc:
+        # Any failure counts: db.write() maps driver errors (bad SQL, locks) to StorageError,
+        # and a faulty migration script may raise anything.
         log.error("migration.failed", from_revision=start, error=str(exc))
         if backup is not None and db.path is not None:
             _restore_file(db, backup, db.path)
@@ -96,4 +102,7 @@ def _restore_file(db: Database, backup: Path, target: Path) -> None:
         Path(f"{target}{suffix}").unlink(missing_ok=True)
     tmp = target.with_name(target.name + ".restore")
     shutil.copyfile(backup, tmp)
+    with open(tmp, "rb") as f:  # durable before it replaces the database
+        os.fsync(f.fileno())
     os.replace(tmp, target)
+    fsync_dir(target.parent)

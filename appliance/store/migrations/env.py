@@ -13,6 +13,8 @@ context.configure(
     target_metadata=Base.metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    # SQLite DDL is transactional; the appliance wraps the whole upgrade in one transaction.
+    transactional_ddl=True,
 )
 with context.begin_transaction():
     context.run_migrations()

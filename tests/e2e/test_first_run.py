@@ -1,0 +1,152 @@
+"""Real server, real Chromium: first run, restart sealed, unseal, key-file auto-unseal."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import PASSPHRASE
+from tests.e2e.conftest import fast_env, screenshot
+
+pytestmark = pytest.mark.browser
+
+
+def test_first_run_then_unseal_after_restart(tmp_path: Path, start_server, browser) -> None:
+    home = tmp_path / "home"
+    server = start_server(home)
+    page = browser.new_page()
+    page.goto(f"{server.url}/")
+    page.wait_for_url("**/setup")
+    screenshot(page, "setup")
+    page.get_by_label("Admin passphrase").fill(PASSPHRASE)
+    page.get_by_label("Repeat passphrase").fill("something else entirely")
+    page.click("#setup-submit")
+    page.get_by_role("alert").filter(has_text="differ").wait_for()
+    page.get_by_label("Repeat passphrase").fill(PASSPHRASE)
+    page.click("#setup-submit")
+    page.get_by_text("Enclave is unsealed").wait_for(timeout=30000)
+    screenshot(page, "status")
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+
+    server.stop()
+    server = start_server(home)
+    assert httpx.get(f"{server.url}/readyz").status_code == 503
+    page.goto(f"{server.url}/")
+    page.wait_for_url("**/unseal")
+    page.get_by_label("Admin passphrase").fill("this is not the passphrase")
+    page.click("#unseal-submit")
+    page.get_by_role("alert").filter(has_text="not correct").wait_for()
+    screenshot(page, "unseal-wrong")
+    page.get_by_label("Admin passphrase").fill(PASSPHRASE)
+    page.click("#unseal-submit")
+    page.get_by_text("Enclave is unsealed").wait_for(timeout=30000)
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+    page.close()
+
+
+def test_keyfile_unseals_unattended(tmp_path: Path, start_server, passphrase_file: Path) -> None:
+    home, keyfile = tmp_path / "home", tmp_path / "unseal.key"
+    init = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "appliance",
+            "init",
+            "--home",
+            str(home),
+            "--passphrase-file",
+            str(passphrase_file),
+            "--keyfile-out",
+            str(keyfile),
+        ],
+        env=fast_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert init.returncode == 0, init.stderr
+    server = start_server(home, ENCLAVE_UNSEAL_KEYFILE=str(keyfile))
+    assert httpx.get(f"{server.url}/readyz").json()["ready"] is True
+
+
+def test_cli_unseals_a_running_server(tmp_path: Path, start_server, passphrase_file: Path) -> None:
+    home = tmp_path / "home"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "appliance",
+            "init",
+            "--home",
+            str(home),
+            "--passphrase-file",
+            str(passphrase_file),
+        ],
+        env=fast_env(),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    server = start_server(home)
+    assert httpx.get(f"{server.url}/readyz").status_code == 503
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "appliance",
+            "unseal",
+            "--home",
+            str(home),
+            "--passphrase-file",
+            str(passphrase_file),
+            "--url",
+            server.url,
+        ],
+        env=fast_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "unsealed the server" in result.stdout
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+
+
+def test_run_with_passphrase_file_starts_unsealed(
+    tmp_path: Path, start_server, passphrase_file: Path
+) -> None:
+    home = tmp_path / "home"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "appliance",
+            "init",
+            "--home",
+            str(home),
+            "--passphrase-file",
+            str(passphrase_file),
+        ],
+        env=fast_env(),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    server = start_server(home, "--passphrase-file", str(passphrase_file))
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+    second = subprocess.run(
+        [sys.executable, "-m", "appliance", "run", "--home", str(home), "--port", "1"],
+        env=fast_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 1
+    assert "error: home_locked:" in second.stderr
