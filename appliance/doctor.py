@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from appliance.errors import EnclaveError
+from appliance.errors import EnclaveError, ModelFileMissing
 from appliance.home import Home
 from appliance.keys.vault import Vault, read_keyfile
 from appliance.lifecycle import Appliance
 from appliance.store.migrate import is_current
-from models import CatalogError, load_catalog, sha256_file
+from models import CatalogEntry, CatalogError, load_catalog, sha256_file
 from sandbox import detect_backends
 
 SQLITE_PLAINTEXT_HEADER = b"SQLite format 3\x00"
@@ -158,6 +158,17 @@ def check_sandbox() -> list[Check]:
     return checks
 
 
+def resolve_model_file(entry: CatalogEntry, home: Home) -> Path:
+    """The model's file on disk, or :class:`ModelFileMissing` saying how to get it back."""
+    path = entry.path(home.root)
+    if path is None or not path.is_file():
+        raise ModelFileMissing(
+            f"Model {entry.id}: file not installed ({entry.locator}); reinstall with `make run` "
+            "or import the GGUF file."
+        )
+    return path
+
+
 def check_models(home: Home) -> list[Check]:
     """Each catalog model file is present and its sha256 matches the catalog."""
     try:
@@ -166,16 +177,11 @@ def check_models(home: Home) -> list[Check]:
         return [Check("models", Status.FAIL, str(exc))]
     checks = []
     for entry in catalog.entries.values():
-        path = entry.path(home.root)
-        status_if_missing = Status.FAIL if entry.id == catalog.default else Status.WARN
-        if path is None or not path.exists():
-            checks.append(
-                Check(
-                    f"model:{entry.id}",
-                    status_if_missing,
-                    f"file not installed ({entry.locator}); reinstall with `make run`",
-                )
-            )
+        try:
+            path = resolve_model_file(entry, home)
+        except ModelFileMissing as exc:
+            status = Status.FAIL if entry.id == catalog.default else Status.WARN
+            checks.append(Check(f"model:{entry.id}", status, exc.message))
             continue
         digest = sha256_file(path)
         if digest != entry.sha256:

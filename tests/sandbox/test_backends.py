@@ -1,0 +1,42 @@
+"""Backend discovery against the real bubblewrap and firejail (installed by `make test`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sandbox import detect_backends
+from sandbox.backends import probe_backend
+
+
+def test_both_backends_start_an_isolated_process() -> None:
+    found = {b.name: b for b in detect_backends()}
+    assert set(found) == {"bubblewrap", "firejail"}
+    for info in found.values():
+        assert info.usable, info.detail
+        assert info.path and Path(info.path).exists()
+        assert info.version
+
+
+def test_missing_tool_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    info = probe_backend("bubblewrap")
+    assert not info.usable
+    assert info.detail == "bwrap is not installed"
+
+
+def test_failing_probe_explains_why(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A bwrap that answers --version but cannot create namespaces (as on a locked-down kernel).
+    fake = tmp_path / "bwrap"
+    fake.write_text(
+        '#!/bin/sh\n[ "$1" = --version ] && { echo "bubblewrap 0.0-test"; exit 0; }\n'
+        'echo "bwrap: No permissions to create new namespace" >&2\nexit 1\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}/usr/bin:/bin")
+    info = probe_backend("bubblewrap")
+    assert not info.usable
+    assert info.version == "bubblewrap 0.0-test"
+    assert "No permissions to create new namespace" in info.detail
