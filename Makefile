@@ -17,6 +17,8 @@ run: install system-deps
 	$(VENV)/bin/enclave run --home "$(ENCLAVE_HOME)" --host "$(HOST)" --port "$(PORT)"
 
 test: install-test system-deps test-system-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	@set +e; $(PY) -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing the run" >&2; exit 1; fi; \
 	exit $$rc

@@ -6,6 +6,7 @@ States: ``uninitialised`` (no vault, no database) → ``sealed`` (data on disk, 
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import uuid
@@ -138,6 +139,9 @@ class Appliance:
             try:
                 if keyfile_out is not None:
                     vault.set_keyfile(dek, write_keyfile(keyfile_out))
+                if not self.settings.database_url:
+                    # Created 0600 before SQLite opens it; its -wal/-shm files inherit the mode.
+                    os.close(os.open(self.home.db_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
                 db = self._open_database(dek)
                 migrate(db, dek, self.home.backups_dir)
                 db.run_write(

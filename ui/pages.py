@@ -11,7 +11,8 @@ def _frame(title: str) -> ui.column:
     ui.page_title(f"{title} · Enclave")
     with ui.header().classes("items-center"):
         ui.label("Enclave").classes("text-h6")
-    ui.footer().classes("text-caption").props("role=contentinfo").style("opacity: .8")
+    with ui.footer().classes("text-caption").props("role=contentinfo"):
+        ui.label(f"Enclave {__version__}")
     column = ui.column().classes("mx-auto w-full max-w-md q-pa-lg gap-4")
     return column
 

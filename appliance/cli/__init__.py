@@ -39,8 +39,9 @@ def _root(
     ),
 ) -> None:
     """Enclave: the offline AI agent appliance."""
-    # Commands log warnings and errors to stderr; `run` reconfigures for the server.
-    configure_logging("WARNING")
+    # A command's outcome is its one line (or its error line); only errors are logged to
+    # stderr besides. `run` reconfigures logging for the server.
+    configure_logging("ERROR")
 
 
 register_serve(app)
