@@ -1,0 +1,86 @@
+"""A real full disk: the home lives on a tiny tmpfs (root mounts it, as CI runs as root).
+
+Filling it must give the specific ``disk_full`` error and lose nothing already stored.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from appliance import Appliance
+from appliance.errors import DiskFull
+from appliance.store.schema import Blob
+from tests.conftest import PASSPHRASE, make_settings
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"the disk-full tests mount a tmpfs and need root: {result.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_full_disk_gives_disk_full_and_keeps_what_was_stored(tiny_disk: Path) -> None:
+    appliance = Appliance(make_settings(tiny_disk / "home"))
+    appliance.initialise(PASSPHRASE)
+    kept = []
+    with pytest.raises(DiskFull):
+        for _ in range(100):
+            data = secrets.token_bytes(256 * 1024)
+            info = appliance.blobs.put(iter([data]))
+            appliance.db.run_write(lambda s, i=info: s.add(Blob(id=i.blob_id, size=i.size)))
+            kept.append((info.blob_id, data))
+    assert kept, "the disk should hold a few blobs before filling up"
+    assert not list((tiny_disk / "home" / "blobs" / ".tmp").glob("*"))
+    for blob_id, data in kept:
+        assert appliance.blobs.read(blob_id) == data
+    assert appliance.db.integrity_check() == ["ok"]
+    with appliance.db.read() as session:
+        assert len(session.scalars(select(Blob)).all()) == len(kept)
+    appliance.seal()
+
+
+def test_database_write_on_full_disk_is_disk_full_and_rolls_back(tiny_disk: Path) -> None:
+    appliance = Appliance(make_settings(tiny_disk / "home"))
+    appliance.initialise(PASSPHRASE)
+    filler = tiny_disk / "filler"
+    with filler.open("wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    with pytest.raises(DiskFull):
+        for n in range(2000):
+            appliance.db.run_write(
+                lambda s, n=n: s.add(Blob(id=f"{n:064x}", size=n, media_type="x" * 200))
+            )
+    filler.unlink()
+    assert appliance.db.integrity_check() == ["ok"]
+    appliance.seal()
+    appliance.unseal(PASSPHRASE)
+    with appliance.db.read() as session:
+        rows = session.scalars(select(Blob)).all()
+    assert all(row.media_type == "x" * 200 for row in rows)
+    appliance.seal()
