@@ -43,25 +43,30 @@ def payload(rng: random.Random) -> dict[str, bytes]:
     return {"payload": data, "digest": hashlib.sha256(data).digest()}
 
 
+def say(line: str) -> None:
+    # One write(2) per line: a kill can never leave half a line for the next writer to extend.
+    os.write(sys.stdout.fileno(), f"{line}\n".encode())
+
+
 def write_until_killed(path: Path, dek: DataKey) -> None:
     db = Database(path=path, dek=dek)
     with db.write() as session:
         session.execute(text(DDL))
         seq = (session.scalar(text("SELECT max(seq) FROM killlog")) or 0) + 1
     rng = random.Random()
-    print(f"ready {os.getpid()}", flush=True)
+    say(f"ready {os.getpid()}")
     end = time.monotonic() + MAX_SECONDS
     while time.monotonic() < end:
         with db.write() as session:
             session.execute(INSERT, {"seq": seq, **payload(rng)})
             if seq > 1:
                 session.execute(UPDATE, {"seq": rng.randint(1, seq - 1), **payload(rng)})
-        print(seq, flush=True)  # only now is it committed
+        say(str(seq))  # only now is it committed
         seq += 1
 
 
 def serve(path: Path, dek: DataKey) -> None:
-    print("loaded", flush=True)
+    say("loaded")
     while sys.stdin.readline().strip() == "go":
         pid = os.fork()
         if pid == 0:
@@ -72,10 +77,9 @@ def serve(path: Path, dek: DataKey) -> None:
                 traceback.print_exc()
                 code = 1
             finally:
-                sys.stdout.flush()
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
-        print(f"exit {os.waitstatus_to_exitcode(status)}", flush=True)
+        say(f"exit {os.waitstatus_to_exitcode(status)}")
 
 
 def main(argv: list[str]) -> None:

@@ -91,15 +91,14 @@ def test_sigkilled_writer_never_loses_a_commit(tmp_path: Path) -> None:
         return (tmp_path / "child-stderr.txt").read_text()[-4000:]
 
     for _ in range(DIRECT_KILLS):
-        proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=errors, text=True, cwd=REPO
-        )
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=errors, text=True, cwd=REPO)
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("ready "), stderr_text()
         random_pause(rng)
         proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate(timeout=30)
-        assert proc.returncode == -signal.SIGKILL, stderr_text()
+        out = proc.stdout.read()  # not communicate(): it would skip what readline() buffered
+        proc.stdout.close()
+        assert proc.wait(timeout=30) == -signal.SIGKILL, stderr_text()
         checker.check(out.splitlines(), seed)
 
     server = subprocess.Popen(

@@ -84,7 +84,9 @@ def db(tmp_path: Path, dek: DataKey, backups: Path) -> Iterator[Database]:
     migrate(database, dek, backups)
     with database.write() as session:
         session.add(Installation(id=1, installation_id="i-1", blob_address_key=b"k" * 32))
-        session.add_all(Blob(id=f"{n:064x}", size=n + 1, media_type="text/plain") for n in range(20))
+        session.add_all(
+            Blob(id=f"{n:064x}", size=n + 1, media_type="text/plain") for n in range(20)
+        )
     for path in backups.iterdir():  # start each test with an empty backups dir
         path.unlink()
     yield database
@@ -251,6 +253,7 @@ def test_migrate_refuses_a_damaged_database_and_leaves_it_alone(
     db.dispose()
     targets = [version_root] if where == "version page" else [pages // 2 + i for i in range(4)]
     assert 1 not in targets
+    assert db.path is not None
     damage(db.path, targets, page_size)
     before = sha256(db.path)
     location = with_revision_0002(tmp_path, ADD_COLUMN)
