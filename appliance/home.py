@@ -76,7 +76,7 @@ class Home:
         except OSError as exc:
             probe.unlink(missing_ok=True)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise storage_error(exc, "the home directory") from exc
+                raise storage_error(exc, "write to the home directory") from exc
             raise HomeUnwritable(
                 f"The Enclave home {self.root} is not writable: {exc.strerror or exc}."
             ) from exc

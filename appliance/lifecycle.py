@@ -141,7 +141,9 @@ class Appliance:
                     vault.set_keyfile(dek, write_keyfile(keyfile_out))
                 if not self.settings.database_url:
                     # Created 0600 before SQLite opens it; its -wal/-shm files inherit the mode.
-                    os.close(os.open(self.home.db_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                    os.close(
+                        os.open(self.home.db_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+                    )
                 db = self._open_database(dek)
                 migrate(db, dek, self.home.backups_dir)
                 db.run_write(

@@ -55,6 +55,8 @@ def test_malformed_catalog_is_refused(tmp_path: Path, text: str) -> None:
 
 
 def test_unknown_locator_kind_is_refused() -> None:
-    entry = CatalogEntry("x", "X", "http:example.org/x.gguf", "0" * 64, 1, 2048, "gguf", "MIT", "local")
+    entry = CatalogEntry(
+        "x", "X", "http:example.org/x.gguf", "0" * 64, 1, 2048, "gguf", "MIT", "local"
+    )
     with pytest.raises(CatalogError):
         entry.path()

@@ -12,6 +12,7 @@ import typer
 from pydantic import ValidationError
 
 from appliance.errors import EnclaveError, InvalidRequest, StorageError
+from appliance.lifecycle import Appliance
 from appliance.settings import EnclaveSettings
 
 HomeOpt = Annotated[
@@ -48,6 +49,21 @@ def reporting() -> Iterator[None]:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         fail(InvalidRequest(f"Invalid setting {where}: {first.get('msg')}."))
+
+
+@contextmanager
+def locked_appliance(home: Path | None, create: bool = False) -> Iterator[Appliance]:
+    """An appliance holding the home lock (key and data changes must not race a running
+    server); sealed and unlocked again on the way out, whatever happened."""
+    appliance = Appliance(settings_for(home))
+    if create:
+        appliance.home.ensure()
+    appliance.home.lock()
+    try:
+        yield appliance
+    finally:
+        appliance.seal()
+        appliance.home.unlock()
 
 
 def settings_for(home: Path | None, **overrides: object) -> EnclaveSettings:

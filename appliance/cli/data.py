@@ -10,6 +10,7 @@ import typer
 from appliance.cli.common import (
     HomeOpt,
     PassphraseFileOpt,
+    locked_appliance,
     read_passphrase,
     reporting,
     settings_for,
@@ -81,13 +82,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Restore a backup into the home (the server must be stopped)."""
         with reporting():
-            appliance = Appliance(settings_for(home))
-            appliance.home.ensure()
-            appliance.home.lock()
-            try:
+            with locked_appliance(home, create=True) as appliance:
                 manifest = restore_backup(
                     archive, appliance.home, read_passphrase(passphrase_file), force
                 )
-            finally:
-                appliance.home.unlock()
             typer.echo(f"restored {len(manifest['files'])} files into {appliance.home.root}")

@@ -11,21 +11,13 @@ import typer
 from appliance.cli.common import (
     HomeOpt,
     PassphraseFileOpt,
+    locked_appliance,
     read_passphrase,
     reporting,
     settings_for,
 )
 from appliance.errors import HomeLocked, ServerRejected, StorageError
 from appliance.lifecycle import Appliance
-
-
-def _locked_appliance(home: Path | None, create: bool = False) -> Appliance:
-    """An appliance holding the home lock: key changes must not race a running server."""
-    appliance = Appliance(settings_for(home))
-    if create:
-        appliance.home.ensure()
-    appliance.home.lock()
-    return appliance
 
 
 def _unseal_running_server(url: str, passphrase: str) -> None:
@@ -58,12 +50,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Initialise a new home: data key, vault, encrypted database and blob store."""
         with reporting():
-            appliance = _locked_appliance(home, create=True)
-            try:
+            with locked_appliance(home, create=True) as appliance:
                 appliance.initialise(read_passphrase(passphrase_file, confirm=True), keyfile_out)
-            finally:
-                appliance.seal()
-                appliance.home.unlock()
             typer.echo(f"initialised {appliance.home.root}")
 
     @app.command()
@@ -112,13 +100,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Change the admin passphrase (re-wraps the data key; data is untouched)."""
         with reporting():
-            appliance = _locked_appliance(home)
-            try:
+            with locked_appliance(home) as appliance:
                 old = read_passphrase(passphrase_file, "Current passphrase")
                 new = read_passphrase(new_passphrase_file, "New passphrase", confirm=True)
                 appliance.change_passphrase(old, new)
-            finally:
-                appliance.home.unlock()
             typer.echo("passphrase changed")
 
     @app.command()
@@ -134,14 +119,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Rotate the data key: re-encrypt the database and every blob under a new key."""
         with reporting():
-            appliance = _locked_appliance(home)
-            try:
+            with locked_appliance(home) as appliance:
                 passphrase = read_passphrase(passphrase_file)
                 appliance.unseal(passphrase)
                 key_id = appliance.rekey(passphrase, keyfile or appliance.settings.unseal_keyfile)
-            finally:
-                appliance.seal()
-                appliance.home.unlock()
             typer.echo(f"data key rotated (new key id {key_id})")
 
     @app.command("keyfile")
@@ -152,9 +133,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Create an unseal key file (set ENCLAVE_UNSEAL_KEYFILE to it for unattended start)."""
         with reporting():
-            appliance = _locked_appliance(home)
-            try:
+            with locked_appliance(home) as appliance:
                 appliance.add_keyfile(read_passphrase(passphrase_file), out)
-            finally:
-                appliance.home.unlock()
             typer.echo(f"key file written to {out} (mode 0600); keep it off shared storage")

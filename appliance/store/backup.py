@@ -77,7 +77,7 @@ def create_backup(home: Home, db: Database, dek: DataKey, out: Path) -> dict[str
             fsync_dir(out.parent)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise storage_error(exc, str(out)) from exc
+            raise storage_error(exc, f"write {out}") from exc
     return manifest
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import errno
 import hashlib
 import hmac
 import os
@@ -46,8 +45,9 @@ from typing import BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from appliance.errors import BlobCorrupt, BlobNotFound, DiskFull, StorageError
-from appliance.store.files import fsync_dir
+from appliance.errors import BlobCorrupt, BlobNotFound, StorageError
+from appliance.keys.secret import key_id_for
+from appliance.store.files import fsync_dir, storage_error
 
 __all__ = ["BlobInfo", "BlobStore", "key_id_for"]
 
@@ -67,14 +67,8 @@ _BLOB_ID_RE = re.compile(r"[0-9a-f]{64}")
 _SHARD_RE = re.compile(r"[0-9a-f]{2}")
 _TMP_DIR = ".tmp"
 _TMP_SUFFIX = ".part"
-_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 Opener = Callable[[Path, str], BinaryIO]
-
-
-def key_id_for(key: bytes) -> bytes:
-    """Return the 8-byte id of a data key: HMAC-SHA256(key, b"enclave-key-id")[:8]."""
-    return hmac.new(key, b"enclave-key-id", hashlib.sha256).digest()[:KEY_ID_LEN]
 
 
 @dataclass(frozen=True)
@@ -94,7 +88,7 @@ def _listing(path: Path) -> list[os.DirEntry[str]]:
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise _os_error(exc, "list stored files") from exc
+        raise storage_error(exc, "list stored files") from exc
 
 
 def _shards(path: Path) -> list[Path]:
@@ -116,13 +110,6 @@ def _parse_header(header: bytes) -> tuple[int, bytes]:
     if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
         raise BlobCorrupt(reason="blob header has an invalid chunk size")
     return chunk_size, key_id
-
-
-def _os_error(exc: OSError, action: str) -> DiskFull | StorageError:
-    """Map an OSError to the appliance error a user can act on."""
-    if exc.errno in _FULL_ERRNOS:
-        return DiskFull(action=action)
-    return StorageError(f"Cannot {action}: {exc.strerror or exc}.", action=action)
 
 
 def _discard(path: Path) -> None:
@@ -252,7 +239,7 @@ class BlobStore:
         try:
             self._tmp.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _os_error(exc, "create the temp directory") from exc
+            raise storage_error(exc, "create the temp directory") from exc
         tmp = self._tmp / (secrets.token_hex(16) + _TMP_SUFFIX)
         source = _Source(chunks)
         try:
@@ -260,7 +247,7 @@ class BlobStore:
         except BaseException as exc:
             _discard(tmp)  # whoever failed, never leave a partial temp file
             if isinstance(exc, OSError) and not source.failed:
-                raise _os_error(exc, "write a blob") from exc
+                raise storage_error(exc, "write a blob") from exc
             raise
 
     def _encrypt_to(self, tmp: Path, chunks: Iterator[bytes], key_id: bytes) -> tuple[str, int]:
@@ -298,13 +285,13 @@ class BlobStore:
             os.replace(tmp, path)
         except OSError as exc:
             _discard(tmp)
-            raise _os_error(exc, "store a blob") from exc
+            raise storage_error(exc, "store a blob") from exc
         try:
             fsync_dir(path.parent)
         except OSError as exc:
             # The file itself is complete and fsynced, so it may stay; the caller learns
             # that durability of the rename is not guaranteed.
-            raise _os_error(exc, "sync the blob directory") from exc
+            raise storage_error(exc, "sync the blob directory") from exc
 
     def open(self, blob_id: str) -> Iterator[bytes]:
         """Return an iterator of the blob's plaintext chunks, each verified before it is yielded.
@@ -348,12 +335,12 @@ class BlobStore:
         except FileNotFoundError as exc:
             raise BlobNotFound(blob_id=blob_id) from exc
         except OSError as exc:
-            raise _os_error(exc, "open a blob") from exc
+            raise storage_error(exc, "open a blob") from exc
         try:
             return f, f.read(HEADER_LEN)
         except OSError as exc:
             f.close()
-            raise _os_error(exc, "read a blob") from exc
+            raise storage_error(exc, "read a blob") from exc
 
     def _decrypt(
         self, f: BinaryIO, blob_id: str, header: bytes, chunk_size: int
@@ -379,7 +366,7 @@ class BlobStore:
                         break
                     block, counter = following, counter + 1
             except OSError as exc:
-                raise _os_error(exc, "read a blob") from exc
+                raise storage_error(exc, "read a blob") from exc
         if not hmac.compare_digest(mac.hexdigest(), blob_id):
             raise BlobCorrupt(reason="blob content does not match its id")
 
@@ -402,7 +389,7 @@ class BlobStore:
         except FileNotFoundError:
             return False
         except OSError as exc:
-            raise _os_error(exc, "delete a blob") from exc
+            raise storage_error(exc, "delete a blob") from exc
         with contextlib.suppress(OSError):  # best effort: the unlink itself succeeded
             fsync_dir(path.parent)
         return True
@@ -446,6 +433,6 @@ class BlobStore:
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                raise _os_error(exc, "remove a partial write") from exc
+                raise storage_error(exc, "remove a partial write") from exc
             removed += 1
         return removed

@@ -12,11 +12,11 @@ from appliance.errors import DiskFull, StorageError
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
-def storage_error(exc: OSError, what: str) -> StorageError:
-    """Map an OSError to our typed error (disk full is its own code)."""
+def storage_error(exc: OSError, action: str) -> StorageError:
+    """Map an OSError met while trying to ``action`` to our typed error (disk full is its own)."""
     if exc.errno in _NO_SPACE:
-        return DiskFull()
-    return StorageError(f"Cannot write {what}: {exc.strerror or exc}.")
+        return DiskFull(action=action)
+    return StorageError(f"Cannot {action}: {exc.strerror or exc}.", action=action)
 
 
 def fsync_dir(path: Path) -> None:
@@ -42,4 +42,4 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
         fsync_dir(path.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise storage_error(exc, path.name) from exc
+        raise storage_error(exc, f"write {path.name}") from exc

@@ -20,7 +20,9 @@ def test_both_backends_start_an_isolated_process() -> None:
         assert info.version
 
 
-def test_missing_tool_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_missing_tool_is_reported_not_raised(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     info = probe_backend("bubblewrap")
     assert not info.usable
