@@ -65,6 +65,7 @@ typecheck: install-test
 
 bench: install-test
 	$(PY) bench/store.py
+	$(PY) bench/killwriter.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .coverage htmlcov

@@ -196,10 +196,14 @@ class Appliance:
                 raise
             pending = vault.unwrap_pending(passphrase, kek)
             opened, db = self._open_with_rotation(dek, pending)
-            migrate(db, opened, self.home.backups_dir)
-            # During an interrupted rotation blobs may be under either key: keep both readable.
-            extra = [k for k in (dek, pending) if k is not None and k != opened]
-            self._activate(opened, db, extra_keys=extra)
+            try:
+                migrate(db, opened, self.home.backups_dir)
+                # During an interrupted rotation blobs may be under either key: keep both.
+                extra = [k for k in (dek, pending) if k is not None and k != opened]
+                self._activate(opened, db, extra_keys=extra)
+            except BaseException:
+                db.dispose()
+                raise
             if pending is not None:
                 self._finish_rotation(vault, pending)
             self.attempts.reset()
