@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tarfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 import pytest
@@ -328,7 +328,7 @@ def test_two_forced_restores_in_one_second_keep_both_copies(
 ) -> None:
     class FrozenClock(datetime):
         @classmethod
-        def now(cls, tz: object = None) -> FrozenClock:  # type: ignore[override]
+        def now(cls, tz: tzinfo | None = None) -> FrozenClock:
             return cls(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
     monkeypatch.setattr(backup_module, "datetime", FrozenClock)

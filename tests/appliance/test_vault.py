@@ -335,7 +335,7 @@ def _encodings(raw: bytes) -> list[str]:
 
 
 def test_datakey_never_prints_itself(dek: DataKey) -> None:
-    rendered = [repr(dek), str(dek), f"{dek}", "%s" % (dek,), repr([dek]), repr({"k": dek})]  # noqa: UP031
+    rendered = [repr(dek), str(dek), f"{dek}", format(dek), repr([dek]), repr({"k": dek})]
     for text in rendered:
         assert "redacted" in text
         for secret in _encodings(dek.raw):

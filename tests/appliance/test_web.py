@@ -27,7 +27,7 @@ def _app(appliance: Appliance) -> FastAPI:
 @pytest.fixture
 async def client(fresh: Appliance) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=_app(fresh))
-    async with httpx.AsyncClient(transport=transport, base_url="http://enclave.test") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
         yield c
     fresh.seal()
 
@@ -128,7 +128,7 @@ async def test_crash_is_a_problem_without_internals(fresh: Appliance) -> None:
         raise RuntimeError("secret internal detail")
 
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://enclave.test") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
         response = await c.get("/api/v1/boom")
     fresh.seal()
     assert response.status_code == 500

@@ -101,7 +101,9 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope: sync Playwright runs an event loop on this thread; it must be gone before
+# any asyncio test runs.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian chromium is required for browser tests: `make test` installs it")

@@ -48,26 +48,22 @@ def test_first_run_then_unseal_after_restart(tmp_path: Path, start_server, brows
     page.close()
 
 
-def test_keyfile_unseals_unattended(tmp_path: Path, start_server, passphrase_file: Path) -> None:
-    home, keyfile = tmp_path / "home", tmp_path / "unseal.key"
-    init = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "appliance",
-            "init",
-            "--home",
-            str(home),
-            "--passphrase-file",
-            str(passphrase_file),
-            "--keyfile-out",
-            str(keyfile),
-        ],
+def enclave(*args: str | Path, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real `enclave` command (python -m appliance) with the fast test KDF."""
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", *map(str, args)],
         env=fast_env(),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
+    )
+
+
+def test_keyfile_unseals_unattended(tmp_path: Path, start_server, passphrase_file: Path) -> None:
+    home, keyfile = tmp_path / "home", tmp_path / "unseal.key"
+    init = enclave(
+        "init", "--home", home, "--passphrase-file", passphrase_file, "--keyfile-out", keyfile
     )
     assert init.returncode == 0, init.stderr
     server = start_server(home, ENCLAVE_UNSEAL_KEYFILE=str(keyfile))
@@ -76,42 +72,11 @@ def test_keyfile_unseals_unattended(tmp_path: Path, start_server, passphrase_fil
 
 def test_cli_unseals_a_running_server(tmp_path: Path, start_server, passphrase_file: Path) -> None:
     home = tmp_path / "home"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "appliance",
-            "init",
-            "--home",
-            str(home),
-            "--passphrase-file",
-            str(passphrase_file),
-        ],
-        env=fast_env(),
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    assert enclave("init", "--home", home, "--passphrase-file", passphrase_file).returncode == 0
     server = start_server(home)
     assert httpx.get(f"{server.url}/readyz").status_code == 503
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "appliance",
-            "unseal",
-            "--home",
-            str(home),
-            "--passphrase-file",
-            str(passphrase_file),
-            "--url",
-            server.url,
-        ],
-        env=fast_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = enclave(
+        "unseal", "--home", home, "--passphrase-file", passphrase_file, "--url", server.url
     )
     assert result.returncode == 0, result.stderr
     assert "unsealed the server" in result.stdout
@@ -122,31 +87,9 @@ def test_run_with_passphrase_file_starts_unsealed(
     tmp_path: Path, start_server, passphrase_file: Path
 ) -> None:
     home = tmp_path / "home"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "appliance",
-            "init",
-            "--home",
-            str(home),
-            "--passphrase-file",
-            str(passphrase_file),
-        ],
-        env=fast_env(),
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    assert enclave("init", "--home", home, "--passphrase-file", passphrase_file).returncode == 0
     server = start_server(home, "--passphrase-file", str(passphrase_file))
     assert httpx.get(f"{server.url}/readyz").status_code == 200
-    second = subprocess.run(
-        [sys.executable, "-m", "appliance", "run", "--home", str(home), "--port", "1"],
-        env=fast_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    second = enclave("run", "--home", home, "--port", "1", timeout=60)
     assert second.returncode == 1
     assert "error: home_locked:" in second.stderr
