@@ -25,7 +25,7 @@ from appliance.store.migrate import (
     is_current,
     migrate,
 )
-from appliance.store.schema import Base, Blob, Installation
+from appliance.store.all_models import Base, Blob, Installation
 
 FILLER = sa.Table(
     "test_filler",

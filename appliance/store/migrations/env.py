@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from appliance.store.schema import Base
+from appliance.store.all_models import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:
