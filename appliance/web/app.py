@@ -20,6 +20,7 @@ from appliance.lifecycle import Appliance
 from appliance.version import __version__
 from appliance.web.middleware import RequestIdMiddleware, SealGateMiddleware
 from appliance.web.problems import install_problem_handlers
+from appliance.web.security import SecurityHeadersMiddleware, mount_api_docs
 from appliance.web.system import router as system_router
 
 log = structlog.get_logger(__name__)
@@ -60,7 +61,9 @@ def create_app(appliance: Appliance, with_ui: bool = True) -> FastAPI:
     app.state.appliance = appliance
     install_problem_handlers(app)
     app.include_router(system_router)
+    mount_api_docs(app)
     app.add_middleware(SealGateMiddleware, appliance_getter=lambda: appliance)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
     if with_ui:
         loaded = load_ui_plugins(app, appliance)

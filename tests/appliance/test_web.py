@@ -141,3 +141,32 @@ async def test_openapi_is_served_locally(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/openapi.json")
     # The schema is public metadata, but it is gated like every API while sealed.
     assert response.status_code == 503
+
+
+async def test_security_headers_on_every_response(client: httpx.AsyncClient) -> None:
+    for path in ("/healthz", "/api/v1/anything", "/setup"):
+        response = await client.get(path)
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    api = await client.get("/healthz")
+    assert api.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+async def test_api_docs_are_local_and_inline_free(
+    client: httpx.AsyncClient, fresh: Appliance
+) -> None:
+    fresh.initialise(PASSPHRASE)
+    page = await client.get("/api/docs")
+    assert page.status_code == 200
+    assert "http://" not in page.text and "https://" not in page.text
+    assert "<script>" not in page.text  # only src= scripts: the CSP allows no inline code
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    for asset in ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-init.js"):
+        response = await client.get(f"/api/docs-assets/{asset}")
+        assert response.status_code == 200, asset
+    init = await client.get("/api/docs-assets/swagger-init.js")
+    assert "/api/openapi.json" in init.text
+    schema = await client.get("/api/openapi.json")
+    assert schema.json()["info"]["title"] == "Enclave"

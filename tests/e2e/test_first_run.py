@@ -19,6 +19,13 @@ def test_first_run_then_unseal_after_restart(tmp_path: Path, start_server, brows
     home = tmp_path / "home"
     server = start_server(home)
     page = browser.new_page()
+    csp_violations: list[str] = []
+    page.on(
+        "console",
+        lambda msg: (
+            csp_violations.append(msg.text) if "Content Security Policy" in msg.text else None
+        ),
+    )
     page.goto(f"{server.url}/")
     page.wait_for_url("**/setup")
     screenshot(page, "setup")
@@ -45,6 +52,10 @@ def test_first_run_then_unseal_after_restart(tmp_path: Path, start_server, brows
     page.click("#unseal-submit")
     page.get_by_text("Enclave is unsealed").wait_for(timeout=30000)
     assert httpx.get(f"{server.url}/readyz").status_code == 200
+    page.goto(f"{server.url}/api/docs")
+    page.locator(".swagger-ui .info .title").filter(has_text="Enclave").wait_for(timeout=30000)
+    screenshot(page, "api-docs")
+    assert csp_violations == []
     page.close()
 
 
