@@ -40,6 +40,12 @@ class EnclaveSettings(BaseSettings):
     kdf_parallelism: int = Field(2, ge=1, le=16, description="Argon2id lanes for new slots.")
     db_busy_timeout_ms: int = Field(10000, ge=100, description="SQLite busy timeout.")
     min_free_disk_mb: int = Field(1024, ge=0, description="doctor warns below this free space.")
+    rate_limit_api_per_minute: int = Field(
+        600, ge=1, description="API requests per minute per client address and per credential."
+    )
+    rate_limit_auth_per_minute: int = Field(
+        20, ge=1, description="Login/unseal/init requests per minute per address and credential."
+    )
     unseal_max_attempts: int = Field(5, ge=1, description="Wrong passphrases before backoff.")
 
     @field_validator("home", mode="before")

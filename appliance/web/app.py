@@ -20,6 +20,7 @@ from appliance.lifecycle import Appliance
 from appliance.version import __version__
 from appliance.web.middleware import RequestIdMiddleware, SealGateMiddleware
 from appliance.web.problems import install_problem_handlers
+from appliance.web.ratelimit import RateLimitMiddleware
 from appliance.web.security import SecurityHeadersMiddleware, mount_api_docs
 from appliance.web.system import router as system_router
 
@@ -63,6 +64,11 @@ def create_app(appliance: Appliance, with_ui: bool = True) -> FastAPI:
     app.include_router(system_router)
     mount_api_docs(app)
     app.add_middleware(SealGateMiddleware, appliance_getter=lambda: appliance)
+    app.add_middleware(
+        RateLimitMiddleware,
+        api_per_minute=appliance.settings.rate_limit_api_per_minute,
+        auth_per_minute=appliance.settings.rate_limit_auth_per_minute,
+    )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
     if with_ui:
