@@ -192,6 +192,15 @@ class MigrationFailed(StorageError):
     default_message = "A database migration failed; the database was restored to its prior state."
 
 
+class AuditChainBroken(StorageError):
+    code = "audit_chain_broken"
+    http_status = 500
+    title = "Audit log tampered with"
+    default_message = (
+        "The audit log failed verification: an entry was altered, removed or reordered."
+    )
+
+
 class BackupInvalid(EnclaveError):
     code = "backup_invalid"
     http_status = 422
@@ -216,6 +225,13 @@ class InvalidRequest(EnclaveError):
     default_message = "The request is not valid."
 
 
+class RateLimited(EnclaveError):
+    code = "rate_limited"
+    http_status = 429
+    title = "Too many requests"
+    default_message = "Too many requests; slow down and retry after the time given."
+
+
 class NotFound(EnclaveError):
     code = "not_found"
     http_status = 404
@@ -228,3 +244,49 @@ class ServerRejected(EnclaveError):
     http_status = 502
     title = "Server rejected the request"
     default_message = "The running Enclave server rejected the request."
+
+
+class Conflict(EnclaveError):
+    code = "conflict"
+    http_status = 409
+    title = "Conflict"
+    default_message = "This conflicts with something that already exists."
+
+
+# --- identity -------------------------------------------------------------------------------
+
+
+class InvalidCredentials(EnclaveError):
+    code = "invalid_credentials"
+    http_status = 401
+    title = "Invalid credentials"
+    # One message for every refusal, so an answer never tells whether an account exists.
+    default_message = "The username or password is not correct, or the key is not valid."
+
+
+class InvalidToken(EnclaveError):
+    code = "invalid_token"
+    http_status = 401
+    title = "Invalid token"
+    default_message = "The token is invalid, expired or revoked. Sign in again."
+
+
+class Forbidden(EnclaveError):
+    code = "forbidden"
+    http_status = 403
+    title = "Forbidden"
+    default_message = "You are signed in but not allowed to do this."
+
+
+class AuthenticationRequired(EnclaveError):
+    code = "authentication_required"
+    http_status = 401
+    title = "Authentication required"
+    default_message = "Sign in first: send `Authorization: Bearer <access token or API key>`."
+
+
+class WeakPassword(EnclaveError):
+    code = "weak_password"
+    http_status = 422
+    title = "Password too weak"
+    default_message = "The password must be at least 12 characters long."

@@ -16,7 +16,9 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from appliance.audit import AuditLog, ensure_audit_key
 from appliance.errors import (
     AlreadyInitialised,
     AlreadyUnsealed,
@@ -69,6 +71,7 @@ class Appliance:
         self._dek: DataKey | None = None
         self._db: Database | None = None
         self._blobs: BlobStore | None = None
+        self._audit_key: bytes | None = None
 
     # --- state ------------------------------------------------------------------------------
 
@@ -94,6 +97,13 @@ class Appliance:
         if self._blobs is None:
             raise Sealed()
         return self._blobs
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit log (its key survives a rekey); :class:`Sealed` while sealed."""
+        if self._db is None or self._audit_key is None:
+            raise Sealed()
+        return AuditLog(self._db, self._audit_key)
 
     def current_key(self) -> DataKey:
         """The data key in memory (for backups); :class:`Sealed` while sealed."""
@@ -123,7 +133,9 @@ class Appliance:
 
     # --- initialise -------------------------------------------------------------------------
 
-    def initialise(self, passphrase: str, keyfile_out: Path | None = None) -> None:
+    def initialise(
+        self, passphrase: str, keyfile_out: Path | None = None, *, actor: str | None = None
+    ) -> None:
         """First start: create the data key, vault, database and blob store; leaves it unsealed.
 
         The vault is written last, so a failure part-way leaves an uninitialised home.
@@ -146,15 +158,21 @@ class Appliance:
                     )
                 db = self._open_database(dek)
                 migrate(db, dek, self.home.backups_dir)
-                db.run_write(
-                    lambda s: s.add(
+                audit = AuditLog(db, audit_key := secrets.token_bytes(32))
+
+                def install(s: Session) -> None:
+                    s.add(
                         Installation(
                             id=1,
                             installation_id=str(uuid.uuid4()),
                             blob_address_key=secrets.token_bytes(32),
+                            audit_key=audit_key,
                         )
                     )
-                )
+                    details = {"keyfile": keyfile_out is not None}
+                    audit.append(s, action="init", actor=actor, details=details)
+
+                db.run_write(install)
                 vault.save(self.home.vault_path)
             except BaseException:
                 if db is not None:
@@ -169,8 +187,19 @@ class Appliance:
 
     # --- unseal / seal ----------------------------------------------------------------------
 
-    def unseal(self, passphrase: str | None = None, keyfile: Path | None = None) -> None:
-        """Open the vault with the passphrase (or key file), the database and the blob store."""
+    def unseal(
+        self,
+        passphrase: str | None = None,
+        keyfile: Path | None = None,
+        *,
+        actor: str | None = None,
+        source_ip: str | None = None,
+    ) -> None:
+        """Open the vault with the passphrase (or key file), the database and the blob store.
+
+        Failed attempts cannot be audited while sealed (the database is encrypted); the next
+        successful unseal records how many there were as ``failed_attempts_before``.
+        """
         with self._lock:
             state = self.state
             if state is State.UNSEALED:
@@ -201,34 +230,47 @@ class Appliance:
                 # During an interrupted rotation blobs may be under either key: keep both.
                 extra = [k for k in (dek, pending) if k is not None and k != opened]
                 self._activate(opened, db, extra_keys=extra)
+                method = "passphrase" if passphrase is not None else "keyfile"
+                failed = self.attempts.failed
+                details = {"method": method, "failed_attempts_before": failed}
+                self.audit.record(
+                    action="unseal", actor=actor, source_ip=source_ip, details=details
+                )
             except BaseException:
                 db.dispose()
+                self._dek = self._db = self._blobs = self._audit_key = None
                 raise
             if pending is not None:
                 self._finish_rotation(vault, pending)
             self.attempts.reset()
-            log.info("unseal.ok", method="passphrase" if passphrase is not None else "keyfile")
+            log.info("unseal.ok", method=method)
 
     def unseal_from_settings(self) -> bool:
         """Unattended unseal with ``ENCLAVE_UNSEAL_KEYFILE`` when configured; True if unsealed."""
         if self.settings.unseal_keyfile is None or self.state is not State.SEALED:
             return False
-        self.unseal(keyfile=self.settings.unseal_keyfile)
+        self.unseal(keyfile=self.settings.unseal_keyfile, actor="system")
         return True
 
-    def seal(self) -> None:
+    def seal(self, *, actor: str | None = None, record: bool = True) -> None:
         """Drop the data key and close the database (the appliance answers 503 `sealed`)."""
         with self._lock:
             if self._db is not None:
+                if record and self._audit_key is not None:
+                    try:
+                        self.audit.record(action="seal", actor=actor)
+                    except Exception:  # sealing must succeed whatever the database says
+                        log.warning("audit.seal_not_recorded", exc_info=True)
                 self._db.dispose()
             self._db = None
             self._blobs = None
             self._dek = None
+            self._audit_key = None
             log.info("appliance.sealed")
 
     # --- key changes ------------------------------------------------------------------------
 
-    def change_passphrase(self, old: str, new: str) -> None:
+    def change_passphrase(self, old: str, new: str, *, actor: str | None = None) -> None:
         """Re-wrap the data key under a new passphrase; the data is untouched."""
         with self._lock:
             vault = Vault.load(self.home.vault_path)
@@ -244,18 +286,26 @@ class Appliance:
                 )
             vault.set_passphrase(dek, new, self.kdf_params())
             vault.save(self.home.vault_path)
+            # Audited only when unsealed: while sealed the database (and the log) is encrypted,
+            # and `enclave passwd` works on the vault alone.
+            if self._audit_key is not None:
+                self.audit.record(action="passwd", actor=actor)
             log.info("vault.passphrase_changed")
 
-    def add_keyfile(self, passphrase: str, out: Path) -> None:
+    def add_keyfile(self, passphrase: str, out: Path, *, actor: str | None = None) -> None:
         """Create a key file that can unseal without the passphrase (for unattended servers)."""
         with self._lock:
             vault = Vault.load(self.home.vault_path)
             dek = vault.unwrap_with_passphrase(passphrase)
             vault.set_keyfile(dek, write_keyfile(out))
             vault.save(self.home.vault_path)
+            if self._audit_key is not None:  # as for passwd: not auditable while sealed
+                self.audit.record(action="keyfile.create", actor=actor)
             log.info("vault.keyfile_added")
 
-    def rekey(self, passphrase: str, keyfile: Path | None = None) -> str:
+    def rekey(
+        self, passphrase: str, keyfile: Path | None = None, *, actor: str | None = None
+    ) -> str:
         """Rotate the data key: new key pending in the vault → blobs → database → promote.
 
         Each step is recorded so an interruption is completed at the next unseal. Returns the
@@ -276,6 +326,7 @@ class Appliance:
             vault.save(self.home.vault_path)
             self.blobs.keys[key_id_for(_blob_key(new))] = _blob_key(new)
             self._finish_rotation(vault, new)
+            self.audit.record(action="rekey", actor=actor, details={"key_id": new.key_id.hex()})
             log.info("vault.rekeyed", key_id=new.key_id.hex())
             return new.key_id.hex()
 
@@ -320,6 +371,7 @@ class Appliance:
         removed = blobs.cleanup_partial()
         if removed:
             log.info("blobs.partial_removed", count=removed)
+        self._audit_key = inst.audit_key or ensure_audit_key(db)
         self._dek, self._db, self._blobs = dek, db, blobs
 
     def _finish_rotation(self, vault: Vault, new: DataKey) -> None:

@@ -8,10 +8,12 @@ import sys
 import structlog
 import typer
 
+from appliance.cli.audit import register as register_audit
 from appliance.cli.common import fail
 from appliance.cli.data import register as register_data
 from appliance.cli.keys import register as register_keys
 from appliance.cli.serve import register as register_serve
+from appliance.cli.users import register as register_users
 from appliance.errors import EnclaveError
 from appliance.logs import configure_logging
 from appliance.version import __version__
@@ -47,6 +49,8 @@ def _root(
 register_serve(app)
 register_keys(app)
 register_data(app)
+register_audit(app)
+register_users(app)
 
 
 def main() -> None:

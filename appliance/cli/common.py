@@ -62,7 +62,7 @@ def locked_appliance(home: Path | None, create: bool = False) -> Iterator[Applia
     try:
         yield appliance
     finally:
-        appliance.seal()
+        appliance.seal(actor="cli")
         appliance.home.unlock()
 
 

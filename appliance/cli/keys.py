@@ -51,7 +51,9 @@ def register(app: typer.Typer) -> None:
         """Initialise a new home: data key, vault, encrypted database and blob store."""
         with reporting():
             with locked_appliance(home, create=True) as appliance:
-                appliance.initialise(read_passphrase(passphrase_file, confirm=True), keyfile_out)
+                appliance.initialise(
+                    read_passphrase(passphrase_file, confirm=True), keyfile_out, actor="cli"
+                )
             typer.echo(f"initialised {appliance.home.root}")
 
     @app.command()
@@ -79,10 +81,10 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"unsealed the server at {target}")
                 return
             try:
-                appliance.unseal(passphrase)
+                appliance.unseal(passphrase, actor="cli")
                 report = appliance.readiness()
             finally:
-                appliance.seal()
+                appliance.seal(actor="cli")
                 appliance.home.unlock()
             typer.echo(
                 f"unsealed {appliance.home.root}: database ok, schema "
@@ -103,7 +105,7 @@ def register(app: typer.Typer) -> None:
             with locked_appliance(home) as appliance:
                 old = read_passphrase(passphrase_file, "Current passphrase")
                 new = read_passphrase(new_passphrase_file, "New passphrase", confirm=True)
-                appliance.change_passphrase(old, new)
+                appliance.change_passphrase(old, new, actor="cli")
             typer.echo("passphrase changed")
 
     @app.command()
@@ -121,8 +123,9 @@ def register(app: typer.Typer) -> None:
         with reporting():
             with locked_appliance(home) as appliance:
                 passphrase = read_passphrase(passphrase_file)
-                appliance.unseal(passphrase)
-                key_id = appliance.rekey(passphrase, keyfile or appliance.settings.unseal_keyfile)
+                appliance.unseal(passphrase, actor="cli")
+                keyfile = keyfile or appliance.settings.unseal_keyfile
+                key_id = appliance.rekey(passphrase, keyfile, actor="cli")
             typer.echo(f"data key rotated (new key id {key_id})")
 
     @app.command("keyfile")
@@ -134,5 +137,5 @@ def register(app: typer.Typer) -> None:
         """Create an unseal key file (set ENCLAVE_UNSEAL_KEYFILE to it for unattended start)."""
         with reporting():
             with locked_appliance(home) as appliance:
-                appliance.add_keyfile(read_passphrase(passphrase_file), out)
+                appliance.add_keyfile(read_passphrase(passphrase_file), out, actor="cli")
             typer.echo(f"key file written to {out} (mode 0600); keep it off shared storage")

@@ -4,6 +4,20 @@ Alembic's environment and the schema-drift test need the complete metadata; each
 keeps its models in its own package and is listed here.
 """
 
+from appliance.audit.models import AuditEntry
+from appliance.identity.models import ApiKey, Group, GroupMember, User
+from appliance.identity.session_models import AuthSession, RefreshToken
 from appliance.store.schema import Base, Blob, Installation
 
-__all__ = ["Base", "Blob", "Installation"]
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "AuthSession",
+    "Base",
+    "Blob",
+    "Group",
+    "GroupMember",
+    "Installation",
+    "RefreshToken",
+    "User",
+]

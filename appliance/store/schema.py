@@ -28,6 +28,12 @@ class Installation(Base):
     # HMAC key for blob addresses; lives only inside the encrypted database and, unlike the
     # data key, survives a rekey (so blob ids stay stable).
     blob_address_key: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
+    # HMAC key of the audit log's hash chain; like blob_address_key it survives a rekey.
+    # NULL only in homes created before migration 0002 (filled in at the next unseal).
+    audit_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    # HMAC key of API-key hashes; survives a rekey so API keys keep working. NULL until the
+    # first API key is made (migration 0003 adds it; the service fills it in).
+    api_key_hmac_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class Blob(Base):

@@ -17,6 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from appliance import Appliance
 from appliance.errors import DatabaseCorrupt, MigrationFailed
 from appliance.keys.secret import DataKey
+from appliance.store.all_models import Base, Blob, Installation
 from appliance.store.database import Database
 from appliance.store.migrate import (
     SCRIPT_LOCATION,
@@ -25,7 +26,6 @@ from appliance.store.migrate import (
     is_current,
     migrate,
 )
-from appliance.store.all_models import Base, Blob, Installation
 
 FILLER = sa.Table(
     "test_filler",
@@ -35,15 +35,21 @@ FILLER = sa.Table(
 )
 
 
-def with_revision_0002(tmp_path: Path, upgrade_body: str) -> Path:
-    """A copy of the real migrations plus a revision 0002 whose upgrade() is ``upgrade_body``."""
+HEAD = head_revision()
+TEST_REVISION = "9999"
+
+
+def with_test_revision(tmp_path: Path, upgrade_body: str) -> Path:
+    """A copy of the real migrations plus a test revision after the head, whose upgrade() is
+    ``upgrade_body``."""
     location = tmp_path / "migrations"
     shutil.copytree(SCRIPT_LOCATION, location, ignore=shutil.ignore_patterns("__pycache__"))
     body = textwrap.indent(textwrap.dedent(upgrade_body).strip(), "    ")
-    (location / "versions" / "0002_test.py").write_text(
+    (location / "versions" / f"{TEST_REVISION}_test.py").write_text(
         '"""Test revision."""\n\n'
         "import sqlalchemy as sa\nfrom alembic import op\n\n"
-        'revision = "0002"\ndown_revision = "0001"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        f'revision = "{TEST_REVISION}"\ndown_revision = "{HEAD}"\n'
+        "branch_labels = None\ndepends_on = None\n\n\n"
         f"def upgrade() -> None:\n{body}\n\n\ndef downgrade() -> None:\n    pass\n"
     )
     return location
@@ -79,7 +85,7 @@ def backups(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def db(tmp_path: Path, dek: DataKey, backups: Path) -> Iterator[Database]:
-    """A database at revision 0001 holding some rows."""
+    """A database at the head revision holding some rows."""
     database = Database(path=tmp_path / "enclave.db", dek=dek)
     migrate(database, dek, backups)
     with database.write() as session:
@@ -114,7 +120,7 @@ def test_migrated_schema_equals_the_models(appliance: Appliance) -> None:
     with appliance.db.reader.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-    assert current_revision(appliance.db) == head_revision() == "0001"
+    assert current_revision(appliance.db) == head_revision() == HEAD
     assert appliance.readiness()["checks"]["migrations"] is True
 
 
@@ -130,7 +136,7 @@ def test_first_migration_backs_up_the_empty_database(tmp_path: Path, dek: DataKe
         assert current_revision(db) is None
         backup = migrate(db, dek, tmp_path)
         assert backup is not None
-        assert Path(backup).name.startswith("pre-migrate-empty-to-0001-")
+        assert Path(backup).name.startswith(f"pre-migrate-empty-to-{HEAD}-")
         assert is_current(db)
     finally:
         db.dispose()
@@ -143,21 +149,21 @@ def test_first_migration_backs_up_the_empty_database(tmp_path: Path, dek: DataKe
 def test_failed_migration_restores_the_database(
     db: Database, dek: DataKey, backups: Path, tmp_path: Path, upgrade_body: str
 ) -> None:
-    location = with_revision_0002(tmp_path, upgrade_body)
-    assert head_revision(location) == "0002"
+    location = with_test_revision(tmp_path, upgrade_body)
+    assert head_revision(location) == TEST_REVISION
     sizes = blob_sizes(db)
 
-    with pytest.raises(MigrationFailed, match="from 0001 to 0002"):
+    with pytest.raises(MigrationFailed, match=f"from {HEAD} to {TEST_REVISION}"):
         migrate(db, dek, backups, script_location=location)
 
     made = sorted(backups.iterdir())
     assert len(made) == 1
-    assert made[0].name.startswith("pre-migrate-0001-to-0002-")
+    assert made[0].name.startswith(f"pre-migrate-{HEAD}-to-{TEST_REVISION}-")
     assert not Path(f"{db.path}.restore").exists()
     reopened = Database(path=db.path, dek=dek)
     try:
         reopened.verify_key()
-        assert current_revision(reopened) == "0001"
+        assert current_revision(reopened) == HEAD
         assert blob_sizes(reopened) == sizes
         assert "extra" not in table_names(reopened)
         assert reopened.integrity_check() == ["ok"]
@@ -170,7 +176,7 @@ def test_failed_migration_restores_the_database(
     # The backup is a complete, keyed copy of the pre-migration database.
     copy = Database(path=made[0], dek=dek)
     try:
-        assert current_revision(copy) == "0001"
+        assert current_revision(copy) == HEAD
         assert blob_sizes(copy) == sizes
     finally:
         copy.dispose()
@@ -182,7 +188,7 @@ def test_failed_migration_restores_the_database(
 def test_successful_migration_adds_a_column_after_a_backup(
     db: Database, dek: DataKey, backups: Path, tmp_path: Path
 ) -> None:
-    location = with_revision_0002(tmp_path, ADD_COLUMN)
+    location = with_test_revision(tmp_path, ADD_COLUMN)
     sizes = blob_sizes(db)
     assert not is_current(db, location)
 
@@ -190,8 +196,8 @@ def test_successful_migration_adds_a_column_after_a_backup(
 
     assert backup is not None
     assert Path(backup).parent == backups
-    assert Path(backup).name.startswith("pre-migrate-0001-to-0002-")
-    assert current_revision(db) == "0002"
+    assert Path(backup).name.startswith(f"pre-migrate-{HEAD}-to-{TEST_REVISION}-")
+    assert current_revision(db) == TEST_REVISION
     assert is_current(db, location)
     assert not is_current(db)  # ahead of the code's own head
     with db.reader.connect() as conn:
@@ -199,9 +205,9 @@ def test_successful_migration_adds_a_column_after_a_backup(
     assert columns["note"]["nullable"] is True
     assert blob_sizes(db) == sizes
     assert db.integrity_check() == ["ok"]
-    copy = Database(path=Path(backup), dek=dek)  # the backup is the 0001 database
+    copy = Database(path=Path(backup), dek=dek)  # the backup is the head-revision database
     try:
-        assert current_revision(copy) == "0001"
+        assert current_revision(copy) == HEAD
         assert blob_sizes(copy) == sizes
     finally:
         copy.dispose()
@@ -211,7 +217,7 @@ def test_successful_migration_adds_a_column_after_a_backup(
 
 def test_readiness_reflects_the_schema_revision(appliance: Appliance, tmp_path: Path) -> None:
     assert appliance.readiness()["ready"] is True
-    location = with_revision_0002(tmp_path, ADD_COLUMN)
+    location = with_test_revision(tmp_path, ADD_COLUMN)
     migrate(appliance.db, appliance.current_key(), appliance.home.backups_dir, location)
     report = appliance.readiness()
     assert report["ready"] is False
@@ -256,7 +262,7 @@ def test_migrate_refuses_a_damaged_database_and_leaves_it_alone(
     assert db.path is not None
     damage(db.path, targets, page_size)
     before = sha256(db.path)
-    location = with_revision_0002(tmp_path, ADD_COLUMN)
+    location = with_test_revision(tmp_path, ADD_COLUMN)
 
     with pytest.raises(DatabaseCorrupt):
         migrate(db, dek, backups, script_location=location)

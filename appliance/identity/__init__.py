@@ -1,0 +1,1 @@
+"""Identity core: users, groups, passwords and API keys (service layer; the API sits above)."""
