@@ -40,7 +40,12 @@ class EnclaveError(Exception):
         }
         if instance:
             body["instance"] = instance
-        safe = {k: v for k, v in self.context.items() if isinstance(v, str | int | float | bool)}
+        # Keys starting with "_" are for the server (audit, logs), never sent to the client.
+        safe = {
+            k: v
+            for k, v in self.context.items()
+            if not k.startswith("_") and isinstance(v, str | int | float | bool)
+        }
         if safe:
             body["context"] = safe
         return body

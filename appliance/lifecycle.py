@@ -41,6 +41,7 @@ from appliance.keys.vault import (
     read_keyfile,
     write_keyfile,
 )
+from appliance.services import Services
 from appliance.settings import EnclaveSettings
 from appliance.store.blobs import BlobStore
 from appliance.store.database import Database
@@ -72,6 +73,8 @@ class Appliance:
         self._db: Database | None = None
         self._blobs: BlobStore | None = None
         self._audit_key: bytes | None = None
+        self._services: Services | None = None
+        self._services_key: bytes | None = None
 
     # --- state ------------------------------------------------------------------------------
 
@@ -104,6 +107,17 @@ class Appliance:
         if self._db is None or self._audit_key is None:
             raise Sealed()
         return AuditLog(self._db, self._audit_key)
+
+    @property
+    def services(self) -> Services:
+        """Users, groups, API keys, tokens and audit; :class:`Sealed` while sealed. Built once
+        per unseal (and per data key: the token signing key derives from it)."""
+        if self._db is None or self._dek is None or self._audit_key is None:
+            raise Sealed()
+        if self._services is None or self._services_key != self._dek.key_id:
+            self._services = Services.build(self._db, self._dek, self._audit_key, self.settings)
+            self._services_key = self._dek.key_id
+        return self._services
 
     def current_key(self) -> DataKey:
         """The data key in memory (for backups); :class:`Sealed` while sealed."""
@@ -265,6 +279,7 @@ class Appliance:
             self._db = None
             self._blobs = None
             self._dek = None
+            self._services = None
             self._audit_key = None
             log.info("appliance.sealed")
 
@@ -373,6 +388,7 @@ class Appliance:
             log.info("blobs.partial_removed", count=removed)
         self._audit_key = inst.audit_key or ensure_audit_key(db)
         self._dek, self._db, self._blobs = dek, db, blobs
+        self._services = None
 
     def _finish_rotation(self, vault: Vault, new: DataKey) -> None:
         new_blob_id = key_id_for(_blob_key(new))

@@ -40,6 +40,13 @@ class EnclaveSettings(BaseSettings):
     kdf_parallelism: int = Field(2, ge=1, le=16, description="Argon2id lanes for new slots.")
     db_busy_timeout_ms: int = Field(10000, ge=100, description="SQLite busy timeout.")
     min_free_disk_mb: int = Field(1024, ge=0, description="doctor warns below this free space.")
+    access_token_minutes: int = Field(15, ge=1, le=1440, description="Lifetime of an access JWT.")
+    session_idle_minutes: int = Field(
+        480, ge=1, description="A sign-in session ends after this long without use."
+    )
+    session_absolute_hours: int = Field(
+        336, ge=1, description="A sign-in session ends this long after sign-in, used or not."
+    )
     rate_limit_api_per_minute: int = Field(
         600, ge=1, description="API requests per minute per client address and per credential."
     )

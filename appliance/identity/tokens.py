@@ -153,7 +153,7 @@ class TokenService:
                 "This refresh token was already used; the session has been ended for safety. "
                 "Sign in again.",
                 reason="refresh_reuse",
-                user_id=outcome["reused"],
+                _user_id=outcome["reused"],
             )
         access = self._access(outcome["user"], outcome["session"], now)
         return TokenPair(access, outcome["refresh"], self._ttl(), outcome["session"])

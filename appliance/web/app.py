@@ -18,6 +18,9 @@ from fastapi.concurrency import run_in_threadpool
 from appliance.errors import EnclaveError
 from appliance.lifecycle import Appliance
 from appliance.version import __version__
+from appliance.web import routes_admin as admin_routes
+from appliance.web import routes_auth as auth_routes
+from appliance.web import routes_keys as key_routes
 from appliance.web.middleware import RequestIdMiddleware, SealGateMiddleware
 from appliance.web.problems import install_problem_handlers
 from appliance.web.ratelimit import RateLimitMiddleware
@@ -62,6 +65,14 @@ def create_app(appliance: Appliance, with_ui: bool = True) -> FastAPI:
     app.state.appliance = appliance
     install_problem_handlers(app)
     app.include_router(system_router)
+    for router in (
+        auth_routes.router,
+        admin_routes.users,
+        admin_routes.groups,
+        key_routes.keys,
+        key_routes.audit,
+    ):
+        app.include_router(router)
     mount_api_docs(app)
     app.add_middleware(SealGateMiddleware, appliance_getter=lambda: appliance)
     app.add_middleware(

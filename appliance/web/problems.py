@@ -22,6 +22,8 @@ def problem_response(error: EnclaveError, request: Request | None = None) -> JSO
     retry = error.context.get("retry_after")
     if isinstance(retry, int):
         headers["Retry-After"] = str(retry)
+    if error.http_status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="enclave"'
     instance = request.url.path if request is not None else None
     return JSONResponse(
         error.to_problem(instance),

@@ -1,0 +1,44 @@
+"""The unsealed appliance's services, built once per unseal (and again after a rekey)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from appliance.audit import AuditLog
+from appliance.identity.api_keys import ApiKeyService
+from appliance.identity.groups import GroupService
+from appliance.identity.tokens import TokenPolicy, TokenService
+from appliance.identity.users import UserService
+from appliance.keys.secret import DataKey
+from appliance.settings import EnclaveSettings
+from appliance.store.database import Database
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the API and UI call; each service owns its tables."""
+
+    users: UserService
+    groups: GroupService
+    api_keys: ApiKeyService
+    tokens: TokenService
+    audit: AuditLog
+
+    @classmethod
+    def build(
+        cls, db: Database, dek: DataKey, audit_key: bytes, settings: EnclaveSettings
+    ) -> Services:
+        """Wire the services over ``db``; the JWT signing key is derived from the data key."""
+        policy = TokenPolicy(
+            access_ttl=timedelta(minutes=settings.access_token_minutes),
+            idle_timeout=timedelta(minutes=settings.session_idle_minutes),
+            absolute_timeout=timedelta(hours=settings.session_absolute_hours),
+        )
+        return cls(
+            users=UserService(db),
+            groups=GroupService(db),
+            api_keys=ApiKeyService(db),
+            tokens=TokenService(db, dek.derive("jwt-signing"), policy),
+            audit=AuditLog(db, audit_key),
+        )

@@ -1,0 +1,132 @@
+"""Who is calling, and may they: typed FastAPI dependencies (``CurrentUser``, ``Authorize``).
+
+Credentials arrive as ``Authorization: Bearer <token>``: an API key (``enc_...``) or an access
+JWT. Deny by default: every route of the API declares what it needs through :func:`authorize`;
+the authorization-matrix test fails on a route without a rule.
+
+A JWT acts with the full rights of its user's role. An API key acts with its user's role *and*
+only within its scopes (``admin`` scope for administration, ``agents:*``/``knowledge:*``/``chat``
+for the product APIs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+
+from appliance.errors import (
+    AuthenticationRequired,
+    Forbidden,
+    InvalidCredentials,
+    InvalidToken,
+    NotFound,
+)
+from appliance.identity.models import Role, User
+from appliance.lifecycle import Appliance
+from appliance.services import Services
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller."""
+
+    user: User
+    role: Role
+    via: str  # "jwt" or "api_key"
+    session_id: str | None = None
+    api_key_id: str | None = None
+    scopes: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller."""
+        return f"user:{self.user.id}"
+
+    def has_scope(self, scope: str | None) -> bool:
+        """JWTs carry every scope of the role; API keys only those they were given."""
+        return scope is None or self.via == "jwt" or scope in self.scopes
+
+
+def get_services(request: Request) -> Services:
+    """The unsealed appliance's services (the seal gate has already answered if sealed)."""
+    appliance: Appliance = request.app.state.appliance
+    return appliance.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def client_ip(request: Request) -> str | None:
+    """The peer address (a reverse proxy's address when behind one)."""
+    return request.client.host if request.client else None
+
+
+def _authenticate(services: Services, token: str) -> Principal:
+    if token.startswith("enc_"):
+        try:
+            key, user = services.api_keys.authenticate(token)
+        except InvalidCredentials as exc:
+            raise InvalidToken("The API key is invalid, expired or revoked.") from exc
+        return Principal(
+            user, Role(user.role), "api_key", api_key_id=key.id, scopes=frozenset(key.scope_list)
+        )
+    claims = services.tokens.verify_access(token)
+    try:
+        user = services.users.get_user(claims.user_id)
+    except NotFound as exc:  # deleted since the token was issued
+        raise InvalidToken() from exc
+    if user.disabled:
+        raise InvalidToken()
+    return Principal(user, Role(user.role), "jwt", session_id=claims.session_id)
+
+
+async def optional_principal(request: Request, services: ServicesDep) -> Principal | None:
+    """The caller if a bearer credential was sent (and is valid), else None."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        return None
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("Use `Authorization: Bearer <token>`.")
+    principal = await run_in_threadpool(_authenticate, services, token.strip())
+    request.state.principal = principal
+    return principal
+
+
+async def current_principal(
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Principal:
+    """The caller; 401 ``authentication_required`` when anonymous."""
+    if principal is None:
+        raise AuthenticationRequired()
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+
+
+def authorize(
+    roles: Iterable[Role], scope: str | None = None
+) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency that admits callers whose role is in ``roles`` and whose credential
+    carries ``scope`` (403 ``forbidden`` otherwise)."""
+    allowed = frozenset(roles)
+
+    async def check(principal: CurrentUser) -> Principal:
+        if principal.role not in allowed:
+            raise Forbidden()
+        if not principal.has_scope(scope):
+            raise Forbidden(f"This API key lacks the `{scope}` scope.")
+        return principal
+
+    return check
+
+
+ANY_ROLE = tuple(Role)
+Admin = Annotated[Principal, Depends(authorize([Role.ADMIN], "admin"))]
+AuditReader = Annotated[Principal, Depends(authorize([Role.ADMIN, Role.AUDITOR], "admin"))]
+AnyUser = Annotated[Principal, Depends(authorize(ANY_ROLE))]
