@@ -116,9 +116,17 @@ class UserService:
     # --- changes ----------------------------------------------------------------------------
 
     def create_user(
-        self, username: str, password: str, role: str, display_name: str | None = None
+        self,
+        username: str,
+        password: str,
+        role: str,
+        display_name: str | None = None,
+        *,
+        only_if_first: bool = False,
     ) -> User:
-        """A new enabled user; Conflict when the name is taken (case-insensitively)."""
+        """A new enabled user; Conflict when the name is taken (case-insensitively) or, with
+        ``only_if_first``, when any user exists (checked in the same write transaction, so
+        concurrent first-run requests cannot each create an admin)."""
         check_username(username)
         checked_role = check_role(role)
         display_name = _check_display_name(display_name)
@@ -139,6 +147,10 @@ class UserService:
         )
         try:
             with self.db.write() as session:
+                if only_if_first and session.scalar(select(func.count()).select_from(User)):
+                    raise Conflict(
+                        "Users already exist; an administrator creates further accounts."
+                    )
                 if _by_name(session, username) is not None:
                     raise Conflict("A user with this name already exists.", field="username")
                 session.add(user)

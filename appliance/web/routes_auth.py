@@ -116,7 +116,7 @@ async def first_admin(body: UserCreateBody, request: Request, services: Services
         if services.users.list_users():
             raise Conflict("Users already exist; an administrator creates further accounts.")
         user = services.users.create_user(
-            body.username, body.password, Role.ADMIN, body.display_name
+            body.username, body.password, Role.ADMIN, body.display_name, only_if_first=True
         )
         services.audit.record(
             action="user.create",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -57,12 +58,15 @@ async def status(appliance: ApplianceDep) -> dict[str, Any]:
 @router.post("/api/v1/init", tags=["system"], status_code=201)
 async def initialise(body: PassphraseBody, appliance: ApplianceDep) -> dict[str, Any]:
     """First run: set the admin passphrase, create the encrypted store, and unseal."""
-    await run_in_threadpool(appliance.initialise, body.passphrase)
+    await run_in_threadpool(functools.partial(appliance.initialise, body.passphrase, actor="api"))
     return {"state": appliance.state.value}
 
 
 @router.post("/api/v1/unseal", tags=["system"])
-async def unseal(body: PassphraseBody, appliance: ApplianceDep) -> dict[str, Any]:
+async def unseal(body: PassphraseBody, request: Request, appliance: ApplianceDep) -> dict[str, Any]:
     """Unseal with the admin passphrase (wrong ones are counted and backed off)."""
-    await run_in_threadpool(appliance.unseal, body.passphrase)
+    ip = request.client.host if request.client else None
+    await run_in_threadpool(
+        functools.partial(appliance.unseal, body.passphrase, actor="api", source_ip=ip)
+    )
     return {"state": appliance.state.value}
