@@ -283,6 +283,15 @@ class Forbidden(EnclaveError):
     default_message = "You are signed in but not allowed to do this."
 
 
+class CsrfFailed(EnclaveError):
+    code = "csrf_failed"
+    http_status = 403
+    title = "CSRF check failed"
+    default_message = (
+        "The request lacks a valid X-CSRF-Token header for this session; reload the page."
+    )
+
+
 class AuthenticationRequired(EnclaveError):
     code = "authentication_required"
     http_status = 401

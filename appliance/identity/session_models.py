@@ -27,6 +27,8 @@ class AuthSession(Base):
         Integer, ForeignKey("user.id", ondelete="CASCADE"), nullable=False, index=True
     )
     kind: Mapped[str] = mapped_column(String(8), nullable=False)
+    # Browser sessions only: SHA-256 of the cookie's secret (API sessions use refresh tokens).
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)

@@ -158,6 +158,54 @@ class TokenService:
         access = self._access(outcome["user"], outcome["session"], now)
         return TokenPair(access, outcome["refresh"], self._ttl(), outcome["session"])
 
+    def open_browser_session(
+        self, user: User, source_ip: str | None = None, user_agent: str | None = None
+    ) -> tuple[str, str]:
+        """A browser session: returns the cookie value ``<id>.<secret>`` and its CSRF token."""
+        now = self._clock()
+        session_id, secret = secrets.token_hex(16), secrets.token_urlsafe(32)
+        self.db.run_write(
+            lambda s: s.add(
+                AuthSession(
+                    id=session_id,
+                    user_id=user.id,
+                    kind="ui",
+                    secret_hash=_digest(secret),
+                    created_at=now,
+                    last_seen_at=now,
+                    expires_at=now + self.policy.absolute_timeout,
+                    source_ip=source_ip,
+                    user_agent=(user_agent or "")[:255] or None,
+                )
+            )
+        )
+        return f"{session_id}.{secret}", self.csrf_token(session_id)
+
+    def csrf_token(self, session_id: str) -> str:
+        """The CSRF token bound to a browser session (an HMAC: nothing extra to store)."""
+        return hmac.new(self._key, f"csrf:{session_id}".encode(), hashlib.sha256).hexdigest()
+
+    def verify_browser_session(self, cookie: str) -> AccessClaims:
+        """Check a session cookie: secret, idle and absolute timeouts, revocation."""
+        session_id, _, secret = cookie.partition(".")
+        if len(session_id) != 32 or not secret or len(cookie) > 200:
+            raise InvalidToken()
+        now = self._clock()
+        with self.db.read() as session:
+            auth = session.get(AuthSession, session_id)
+            valid = (
+                auth is not None
+                and auth.kind == "ui"
+                and auth.secret_hash is not None
+                and hmac.compare_digest(auth.secret_hash, _digest(secret))
+                and self._session_alive(auth, now)
+            )
+            user = session.get(User, auth.user_id) if valid and auth is not None else None
+        if not valid or auth is None or user is None:
+            raise InvalidToken()
+        self._touch(session_id, as_utc(auth.last_seen_at), now)
+        return AccessClaims(user.id, session_id, user.role)
+
     # --- verifying --------------------------------------------------------------------------
 
     def verify_access(self, token: str) -> AccessClaims:
@@ -181,12 +229,7 @@ class TokenService:
             last_seen = as_utc(auth.last_seen_at) if auth is not None else None
         if not alive:
             raise InvalidToken()
-        if last_seen is not None and now - last_seen > _TOUCH_EVERY:
-            self.db.run_write(
-                lambda s: s.execute(
-                    update(AuthSession).where(AuthSession.id == session_id).values(last_seen_at=now)
-                )
-            )
+        self._touch(session_id, last_seen, now)
         return AccessClaims(user_id, session_id, str(claims.get("role", "")))
 
     # --- revoking ---------------------------------------------------------------------------
@@ -206,6 +249,15 @@ class TokenService:
             return list(session.scalars(query.order_by(AuthSession.created_at.desc())))
 
     # --- internals --------------------------------------------------------------------------
+
+    def _touch(self, session_id: str, last_seen: datetime | None, now: datetime) -> None:
+        """Record use for the idle timeout, at most once a minute (spares the one writer)."""
+        if last_seen is None or now - last_seen > _TOUCH_EVERY:
+            self.db.run_write(
+                lambda s: s.execute(
+                    update(AuthSession).where(AuthSession.id == session_id).values(last_seen_at=now)
+                )
+            )
 
     def _revoke(self, where: Any, reason: str) -> int:
         now = self._clock()

@@ -11,6 +11,7 @@ for the product APIs).
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -20,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from appliance.errors import (
     AuthenticationRequired,
+    CsrfFailed,
     Forbidden,
     InvalidCredentials,
     InvalidToken,
@@ -36,7 +38,7 @@ class Principal:
 
     user: User
     role: Role
-    via: str  # "jwt" or "api_key"
+    via: str  # "jwt", "cookie" or "api_key"
     session_id: str | None = None
     api_key_id: str | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
@@ -47,8 +49,8 @@ class Principal:
         return f"user:{self.user.id}"
 
     def has_scope(self, scope: str | None) -> bool:
-        """JWTs carry every scope of the role; API keys only those they were given."""
-        return scope is None or self.via == "jwt" or scope in self.scopes
+        """Sessions (JWT or browser) carry every scope of the role; API keys only their own."""
+        return scope is None or self.via != "api_key" or scope in self.scopes
 
 
 def get_services(request: Request) -> Services:
@@ -84,15 +86,39 @@ def _authenticate(services: Services, token: str) -> Principal:
     return Principal(user, Role(user.role), "jwt", session_id=claims.session_id)
 
 
+SESSION_COOKIE = "enclave_session"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _from_cookie(services: Services, cookie: str, method: str, csrf: str | None) -> Principal:
+    claims = services.tokens.verify_browser_session(cookie)
+    if method not in SAFE_METHODS:
+        expected = services.tokens.csrf_token(claims.session_id)
+        if not csrf or not hmac.compare_digest(csrf, expected):
+            raise CsrfFailed()
+    user = services.users.get_user(claims.user_id)
+    if user.disabled:
+        raise InvalidToken()
+    return Principal(user, Role(user.role), "cookie", session_id=claims.session_id)
+
+
 async def optional_principal(request: Request, services: ServicesDep) -> Principal | None:
-    """The caller if a bearer credential was sent (and is valid), else None."""
+    """The caller if a credential was sent (and is valid), else None: a bearer token, or the
+    browser session cookie (state-changing requests then need the ``X-CSRF-Token`` header)."""
     header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not header:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise InvalidToken("Use `Authorization: Bearer <token>`.")
+        principal = await run_in_threadpool(_authenticate, services, token.strip())
+    elif cookie:
+        principal = await run_in_threadpool(
+            _from_cookie, services, cookie, request.method, request.headers.get(CSRF_HEADER)
+        )
+    else:
         return None
-    if scheme.lower() != "bearer" or not token.strip():
-        raise InvalidToken("Use `Authorization: Bearer <token>`.")
-    principal = await run_in_threadpool(_authenticate, services, token.strip())
     request.state.principal = principal
     return principal
 

@@ -6,14 +6,15 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from appliance.errors import Conflict, InvalidCredentials, InvalidToken
-from appliance.identity.models import Role
+from appliance.identity.models import Role, User
 from appliance.identity.tokens import TokenPair
-from appliance.web.auth import AnyUser, ServicesDep, client_ip
+from appliance.web.auth import SESSION_COOKIE, AnyUser, ServicesDep, client_ip
 from appliance.web.schemas import (
     LoginBody,
     MeOut,
     PasswordChangeBody,
     RefreshBody,
+    SessionOut,
     TokenOut,
     UserCreateBody,
     UserOut,
@@ -28,12 +29,10 @@ def _tokens(pair: TokenPair) -> TokenOut:
     )
 
 
-@router.post("/login")
-async def login(body: LoginBody, request: Request, services: ServicesDep) -> TokenOut:
-    """Exchange a username and password for an access token and a refresh token."""
+async def _authenticate_or_audit(body: LoginBody, request: Request, services: ServicesDep) -> User:
     ip = client_ip(request)
     try:
-        user = await run_in_threadpool(
+        return await run_in_threadpool(
             services.users.authenticate, body.username, body.password, ip
         )
     except InvalidCredentials:
@@ -47,6 +46,13 @@ async def login(body: LoginBody, request: Request, services: ServicesDep) -> Tok
             request_id=request.headers.get("x-request-id"),
         )
         raise
+
+
+@router.post("/login")
+async def login(body: LoginBody, request: Request, services: ServicesDep) -> TokenOut:
+    """Exchange a username and password for an access token and a refresh token."""
+    user = await _authenticate_or_audit(body, request, services)
+    ip = client_ip(request)
     pair = await run_in_threadpool(
         services.tokens.login, user, "api", ip, request.headers.get("user-agent")
     )
@@ -76,6 +82,49 @@ async def refresh(body: RefreshBody, request: Request, services: ServicesDep) ->
             )
         raise
     return _tokens(pair)
+
+
+@router.post("/session")
+async def open_session(
+    body: LoginBody, request: Request, response: Response, services: ServicesDep
+) -> SessionOut:
+    """Browser sign-in: sets the HttpOnly, SameSite=Strict session cookie (Secure over TLS) and
+    returns the CSRF token that state-changing requests must echo in ``X-CSRF-Token``."""
+    user = await _authenticate_or_audit(body, request, services)
+    cookie, csrf = await run_in_threadpool(
+        services.tokens.open_browser_session,
+        user,
+        client_ip(request),
+        request.headers.get("user-agent"),
+    )
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+        max_age=int(services.tokens.policy.absolute_timeout.total_seconds()),
+    )
+    await run_in_threadpool(
+        services.audit.record,
+        action="login",
+        actor=f"user:{user.id}",
+        source_ip=client_ip(request),
+        details={"session": cookie.partition(".")[0], "kind": "ui"},
+    )
+    return SessionOut(csrf_token=csrf, user=UserOut.of(user))
+
+
+@router.delete("/session", status_code=204)
+async def close_session(principal: AnyUser, services: ServicesDep) -> Response:
+    """Browser sign-out: ends the session and clears the cookie."""
+    if principal.session_id is not None:
+        await run_in_threadpool(services.tokens.logout, principal.session_id)
+        await run_in_threadpool(services.audit.record, action="logout", actor=principal.actor)
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
 
 
 @router.post("/logout", status_code=204)

@@ -68,6 +68,11 @@ class UserOut(BaseModel):
         )
 
 
+class SessionOut(BaseModel):
+    csrf_token: str
+    user: UserOut
+
+
 class MeOut(UserOut):
     via: str
     scopes: list[str] | None

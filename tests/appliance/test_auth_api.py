@@ -20,7 +20,6 @@ from tests.conftest import PASSPHRASE, make_settings
 
 ADMIN, ADMIN_PW = "root-admin", "staple horse battery correct"
 MEMBER_PW = "purple elephant sings quietly"
-AUTH = "/api/v1/auth"
 
 
 @pytest.fixture
@@ -37,7 +36,8 @@ def unsealed(home_dir: Path) -> Iterator[Appliance]:
 @pytest.fixture
 async def client(unsealed: Appliance) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(unsealed, with_ui=False))
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+    base = "http://127.0.0.1/api/v1/"  # paths below are relative to the API root
+    async with httpx.AsyncClient(transport=transport, base_url=base) as c:
         yield c
 
 
@@ -46,28 +46,34 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def login(c: httpx.AsyncClient, username: str, password: str) -> dict[str, Any]:
-    r = await c.post(f"{AUTH}/login", json={"username": username, "password": password})
+    r = await c.post("auth/login", json={"username": username, "password": password})
     assert r.status_code == 200, r.text
     return r.json()
 
 
 async def me(c: httpx.AsyncClient, token: str) -> httpx.Response:
-    return await c.get(f"{AUTH}/me", headers=bearer(token))
+    return await c.get("auth/me", headers=bearer(token))
 
 
 @pytest.fixture
 async def admin(client: httpx.AsyncClient) -> str:
     """The first admin's access token."""
-    r = await client.post(f"{AUTH}/first-admin", json={"username": ADMIN, "password": ADMIN_PW})
+    r = await client.post("auth/first-admin", json={"username": ADMIN, "password": ADMIN_PW})
     assert r.status_code == 201, r.text
     return (await login(client, ADMIN, ADMIN_PW))["access_token"]
 
 
 async def new_user(c: httpx.AsyncClient, admin: str, username: str, role: str = "member") -> int:
     body = {"username": username, "password": MEMBER_PW, "role": role}
-    r = await c.post("/api/v1/users", json=body, headers=bearer(admin))
+    r = await c.post("users", json=body, headers=bearer(admin))
     assert r.status_code == 201, r.text
     return int(r.json()["id"])
+
+
+async def call(
+    c: httpx.AsyncClient, method: str, path: str, token: str | None = None, body: Any = None
+) -> httpx.Response:
+    return await c.request(method, path, json=body, headers=bearer(token) if token else None)
 
 
 def assert_problem(r: httpx.Response, status: int, code: str) -> None:
@@ -78,10 +84,10 @@ def assert_problem(r: httpx.Response, status: int, code: str) -> None:
 
 async def test_first_admin_once_then_login_and_me(client: httpx.AsyncClient) -> None:
     body = {"username": ADMIN, "password": ADMIN_PW, "display_name": "Root"}
-    first = await client.post(f"{AUTH}/first-admin", json=body)
+    first = await client.post("auth/first-admin", json=body)
     assert first.status_code == 201
     assert first.json()["role"] == "admin" and first.json()["username"] == ADMIN
-    again = await client.post(f"{AUTH}/first-admin", json={**body, "username": "intruder"})
+    again = await client.post("auth/first-admin", json={**body, "username": "intruder"})
     assert_problem(again, 409, "conflict")
     tokens = await login(client, ADMIN, ADMIN_PW)
     assert tokens["token_type"] == "bearer"
@@ -91,7 +97,7 @@ async def test_first_admin_once_then_login_and_me(client: httpx.AsyncClient) -> 
     assert who.status_code == 200
     assert who.json()["username"] == ADMIN
     assert who.json()["via"] == "jwt" and who.json()["scopes"] is None
-    assert_problem(await client.get(f"{AUTH}/me"), 401, "authentication_required")
+    assert_problem(await client.get("auth/me"), 401, "authentication_required")
 
 
 async def test_concurrent_first_admin_requests_create_one_admin(
@@ -100,20 +106,20 @@ async def test_concurrent_first_admin_requests_create_one_admin(
     # Regression: the "no users yet" check ran outside the insert's transaction, so racing
     # first-run requests each got 201 and an attacker could slip in a second admin unseen.
     bodies = [{"username": f"racer{i}", "password": ADMIN_PW} for i in range(4)]
-    rs = await asyncio.gather(*(client.post(f"{AUTH}/first-admin", json=b) for b in bodies))
+    rs = await asyncio.gather(*(client.post("auth/first-admin", json=b) for b in bodies))
     assert sorted(r.status_code for r in rs) == [201, 409, 409, 409]
     winner = next(r.json()["username"] for r in rs if r.status_code == 201)
     token = (await login(client, winner, ADMIN_PW))["access_token"]
-    users = await client.get("/api/v1/users", headers=bearer(token))
+    users = await client.get("users", headers=bearer(token))
     assert [u["username"] for u in users.json()] == [winner]
 
 
 async def test_wrong_password_and_unknown_user_look_the_same(
     client: httpx.AsyncClient, admin: str
 ) -> None:
-    wrong = await client.post(f"{AUTH}/login", json={"username": ADMIN, "password": "nope" * 4})
-    unknown = await client.post(
-        f"{AUTH}/login", json={"username": "nobody-here", "password": ADMIN_PW}
+    wrong = await client.post("auth/login", json={"username": ADMIN, "password": "nope" * 4})
+    unknown = await call(
+        client, "POST", "auth/login", None, {"username": "nobody", "password": ADMIN_PW}
     )
     for r in (wrong, unknown):
         assert_problem(r, 401, "invalid_credentials")
@@ -127,16 +133,14 @@ async def test_brute_force_locks_account_and_is_audited(
 ) -> None:
     await new_user(client, admin, "victim")
     for i in range(5):
-        r = await client.post(
-            f"{AUTH}/login", json={"username": "victim", "password": f"guess number {i}"}
+        r = await call(
+            client, "POST", "auth/login", None, {"username": "victim", "password": f"guess {i}"}
         )
         assert_problem(r, 401, "invalid_credentials")
-    locked = await client.post(f"{AUTH}/login", json={"username": "victim", "password": MEMBER_PW})
+    locked = await client.post("auth/login", json={"username": "victim", "password": MEMBER_PW})
     assert_problem(locked, 401, "invalid_credentials")
     assert int(locked.headers["retry-after"]) > 0
-    log = await client.get(
-        "/api/v1/audit", params={"action": "login", "limit": 1000}, headers=bearer(admin)
-    )
+    log = await call(client, "GET", "audit?action=login&limit=1000", admin)
     assert log.status_code == 200
     failures = [e for e in log.json() if e["outcome"] == "failure" and e["target"] == "victim"]
     assert len(failures) == 6
@@ -184,9 +188,9 @@ async def test_forged_and_malformed_jwts_are_rejected(
         assert r.status_code == 401, name
         assert r.json()["code"] == "invalid_token", name
         assert r.headers["www-authenticate"].startswith("Bearer"), name
-    basic = await client.get(f"{AUTH}/me", headers={"Authorization": "Basic cm9vdDpwdw=="})
+    basic = await client.get("auth/me", headers={"Authorization": "Basic cm9vdDpwdw=="})
     assert_problem(basic, 401, "invalid_token")
-    empty = await client.get(f"{AUTH}/me", headers={"Authorization": "Bearer "})
+    empty = await client.get("auth/me", headers={"Authorization": "Bearer "})
     assert empty.status_code == 401
 
 
@@ -194,35 +198,35 @@ async def test_refresh_rotation_and_reuse_ends_session(
     client: httpx.AsyncClient, admin: str
 ) -> None:
     first = await login(client, ADMIN, ADMIN_PW)
-    r = await client.post(f"{AUTH}/refresh", json={"refresh_token": first["refresh_token"]})
+    r = await client.post("auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert r.status_code == 200
     second = r.json()
     assert second["refresh_token"] != first["refresh_token"]
     assert second["access_token"] != first["access_token"]
     assert (await me(client, second["access_token"])).status_code == 200
     # The old refresh token is replayed (stolen copy): the whole session ends.
-    replay = await client.post(f"{AUTH}/refresh", json={"refresh_token": first["refresh_token"]})
+    replay = await client.post("auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert_problem(replay, 401, "invalid_token")
     assert "already used" in replay.json()["detail"]
     assert_problem(await me(client, second["access_token"]), 401, "invalid_token")
     assert_problem(await me(client, first["access_token"]), 401, "invalid_token")
-    later = await client.post(f"{AUTH}/refresh", json={"refresh_token": second["refresh_token"]})
+    later = await client.post("auth/refresh", json={"refresh_token": second["refresh_token"]})
     assert_problem(later, 401, "invalid_token")
     # Other sessions of the same user are untouched.
     assert (await me(client, admin)).status_code == 200
-    log = await client.get("/api/v1/audit", params={"action": "token.reuse"}, headers=bearer(admin))
+    log = await client.get("audit", params={"action": "token.reuse"}, headers=bearer(admin))
     assert [e["outcome"] for e in log.json()] == ["denied"]
     for bad in ("nodot", "abc.def", "x" * 150 + "." + "y" * 40):
-        r = await client.post(f"{AUTH}/refresh", json={"refresh_token": bad})
+        r = await client.post("auth/refresh", json={"refresh_token": bad})
         assert_problem(r, 401, "invalid_token")
 
 
 async def test_logout_ends_session_at_once(client: httpx.AsyncClient, admin: str) -> None:
     tokens = await login(client, ADMIN, ADMIN_PW)
-    out = await client.post(f"{AUTH}/logout", headers=bearer(tokens["access_token"]))
+    out = await client.post("auth/logout", headers=bearer(tokens["access_token"]))
     assert out.status_code == 204
     assert_problem(await me(client, tokens["access_token"]), 401, "invalid_token")
-    r = await client.post(f"{AUTH}/refresh", json={"refresh_token": tokens["refresh_token"]})
+    r = await client.post("auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert_problem(r, 401, "invalid_token")
     assert (await me(client, admin)).status_code == 200
 
@@ -230,30 +234,27 @@ async def test_logout_ends_session_at_once(client: httpx.AsyncClient, admin: str
 async def test_password_change(client: httpx.AsyncClient, admin: str) -> None:
     await new_user(client, admin, "alice")
     tokens = await login(client, "alice", MEMBER_PW)
-    access, path = tokens["access_token"], f"{AUTH}/password"
+    access, path = tokens["access_token"], "auth/password"
     new_pw = "a brand new long passphrase"
-    wrong = await client.post(
-        path,
-        json={"current_password": "not my password", "new_password": new_pw},
-        headers=bearer(access),
-    )
+    body = {"current_password": "not my password", "new_password": new_pw}
+    wrong = await call(client, "POST", path, access, body)
     assert_problem(wrong, 401, "invalid_credentials")
     for weak in ("short", "password1234", "alice-is-my-name-ok"):
-        r = await client.post(
+        r = await call(
+            client,
+            "POST",
             path,
-            json={"current_password": MEMBER_PW, "new_password": weak},
-            headers=bearer(access),
+            access,
+            {**body, "current_password": MEMBER_PW, "new_password": weak},
         )
         assert_problem(r, 422, "weak_password")
     assert (await me(client, access)).status_code == 200  # refusals changed nothing
-    ok = await client.post(
-        path, json={"current_password": MEMBER_PW, "new_password": new_pw}, headers=bearer(access)
-    )
+    ok = await call(client, "POST", path, access, {**body, "current_password": MEMBER_PW})
     assert ok.status_code == 204
     assert_problem(await me(client, access), 401, "invalid_token")
-    r = await client.post(f"{AUTH}/refresh", json={"refresh_token": tokens["refresh_token"]})
+    r = await client.post("auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert_problem(r, 401, "invalid_token")
-    old = await client.post(f"{AUTH}/login", json={"username": "alice", "password": MEMBER_PW})
+    old = await client.post("auth/login", json={"username": "alice", "password": MEMBER_PW})
     assert_problem(old, 401, "invalid_credentials")
     fresh = await login(client, "alice", new_pw)
     assert (await me(client, fresh["access_token"])).json()["username"] == "alice"
@@ -263,35 +264,26 @@ async def test_admin_reset_and_disable_end_sessions(client: httpx.AsyncClient, a
     bob = await new_user(client, admin, "bob")
     before = await login(client, "bob", MEMBER_PW)
     reset_pw = "admin chose this passphrase"
-    r = await client.post(
-        f"/api/v1/users/{bob}/password", json={"new_password": reset_pw}, headers=bearer(admin)
-    )
+    r = await call(client, "POST", f"users/{bob}/password", admin, {"new_password": reset_pw})
     assert r.status_code == 204
     assert_problem(await me(client, before["access_token"]), 401, "invalid_token")
     after = await login(client, "bob", reset_pw)
-    key = await client.post(
-        "/api/v1/api-keys",
-        json={"name": "bob", "scopes": ["chat"]},
-        headers=bearer(after["access_token"]),
-    )
-    assert key.status_code == 201
-    r = await client.patch(f"/api/v1/users/{bob}", json={"disabled": True}, headers=bearer(admin))
+    key = await _key(client, after["access_token"], ["chat"])
+    r = await client.patch(f"users/{bob}", json={"disabled": True}, headers=bearer(admin))
     assert r.status_code == 200 and r.json()["disabled"] is True
     assert_problem(await me(client, after["access_token"]), 401, "invalid_token")
-    assert_problem(await me(client, key.json()["token"]), 401, "invalid_token")
-    r = await client.post(f"{AUTH}/refresh", json={"refresh_token": after["refresh_token"]})
+    assert_problem(await me(client, key["token"]), 401, "invalid_token")
+    r = await client.post("auth/refresh", json={"refresh_token": after["refresh_token"]})
     assert_problem(r, 401, "invalid_token")
-    denied = await client.post(f"{AUTH}/login", json={"username": "bob", "password": reset_pw})
+    denied = await client.post("auth/login", json={"username": "bob", "password": reset_pw})
     assert_problem(denied, 401, "invalid_credentials")
-    r = await client.patch(f"/api/v1/users/{bob}", json={"disabled": False}, headers=bearer(admin))
+    r = await client.patch(f"users/{bob}", json={"disabled": False}, headers=bearer(admin))
     assert r.status_code == 200
     await login(client, "bob", reset_pw)
 
 
 async def _key(c: httpx.AsyncClient, access: str, scopes: list[str]) -> dict[str, Any]:
-    r = await c.post(
-        "/api/v1/api-keys", json={"name": "script", "scopes": scopes}, headers=bearer(access)
-    )
+    r = await c.post("api-keys", json={"name": "script", "scopes": scopes}, headers=bearer(access))
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -303,20 +295,16 @@ async def test_api_key_scopes_and_revocation(client: httpx.AsyncClient, admin: s
     assert who.status_code == 200
     assert who.json()["via"] == "api_key" and who.json()["scopes"] == ["chat"]
     # An admin's key without the admin scope cannot administer.
-    assert_problem(
-        await client.get("/api/v1/users", headers=bearer(chat["token"])), 403, "forbidden"
-    )
+    assert_problem(await call(client, "GET", "users", chat["token"]), 403, "forbidden")
     full = await _key(client, admin, ["admin", "chat"])
-    listed = await client.get("/api/v1/users", headers=bearer(full["token"]))
+    listed = await client.get("users", headers=bearer(full["token"]))
     assert listed.status_code == 200
     assert [u["username"] for u in listed.json()] == [ADMIN]
-    revoke = await client.delete(f"/api/v1/api-keys/{full['id']}", headers=bearer(admin))
+    revoke = await client.delete(f"api-keys/{full['id']}", headers=bearer(admin))
     assert revoke.status_code == 204
-    assert_problem(
-        await client.get("/api/v1/users", headers=bearer(full["token"])), 401, "invalid_token"
-    )
+    assert_problem(await call(client, "GET", "users", full["token"]), 401, "invalid_token")
     assert (await me(client, chat["token"])).status_code == 200
-    keys = await client.get("/api/v1/api-keys", headers=bearer(admin))
+    keys = await client.get("api-keys", headers=bearer(admin))
     assert "token" not in keys.text and "key_hash" not in keys.text
     revoked = {k["id"]: k["revoked_at"] for k in keys.json()}
     assert revoked[full["id"]] is not None and revoked[chat["id"]] is None
@@ -331,88 +319,72 @@ async def test_api_key_rules(client: httpx.AsyncClient, admin: str) -> None:
     carol = (await login(client, "carol", MEMBER_PW))["access_token"]
     dave = (await login(client, "dave", MEMBER_PW))["access_token"]
     carols = await _key(client, carol, ["chat"])
-    stolen = await client.delete(f"/api/v1/api-keys/{carols['id']}", headers=bearer(dave))
+    stolen = await client.delete(f"api-keys/{carols['id']}", headers=bearer(dave))
     assert_problem(stolen, 404, "not_found")
-    missing = await client.delete("/api/v1/api-keys/0000000000", headers=bearer(dave))
+    missing = await client.delete("api-keys/0000000000", headers=bearer(dave))
     assert stolen.json()["detail"] == missing.json()["detail"]
     assert (await me(client, carols["token"])).status_code == 200
-    minted = await client.post(
-        "/api/v1/api-keys",
-        json={"name": "child", "scopes": ["chat"]},
-        headers=bearer(carols["token"]),
-    )
+    body = {"name": "child", "scopes": ["chat"]}
+    minted = await call(client, "POST", "api-keys", carols["token"], body)
     assert_problem(minted, 403, "forbidden")
-    bad = await client.post(
-        "/api/v1/api-keys", json={"name": "x", "scopes": ["root"]}, headers=bearer(carol)
-    )
+    bad = await call(client, "POST", "api-keys", carol, {**body, "scopes": ["root"]})
     assert_problem(bad, 422, "invalid_request")
     assert "root" in bad.json()["detail"]
     # A member asking for everyone's keys only sees their own.
-    everyone = await client.get("/api/v1/api-keys?all=true", headers=bearer(dave))
+    everyone = await client.get("api-keys?all=true", headers=bearer(dave))
     assert everyone.status_code == 200 and everyone.json() == []
     # The owner revokes their own key; it stops working at once.
-    own = await client.delete(f"/api/v1/api-keys/{carols['id']}", headers=bearer(carol))
+    own = await client.delete(f"api-keys/{carols['id']}", headers=bearer(carol))
     assert own.status_code == 204
     assert_problem(await me(client, carols["token"]), 401, "invalid_token")
 
 
 async def test_users_and_groups_admin_api(client: httpx.AsyncClient, admin: str) -> None:
     erin = await new_user(client, admin, "Erin", role="builder")
-    dup = await client.post(
-        "/api/v1/users",
-        json={"username": "ERIN", "password": MEMBER_PW},
-        headers=bearer(admin),
-    )
+    dup = await call(client, "POST", "users", admin, {"username": "ERIN", "password": MEMBER_PW})
     assert_problem(dup, 409, "conflict")
-    got = await client.get(f"/api/v1/users/{erin}", headers=bearer(admin))
+    got = await client.get(f"users/{erin}", headers=bearer(admin))
     assert got.json()["username"] == "Erin" and got.json()["role"] == "builder"
     assert "password" not in got.text
     for method, path in (
-        ("GET", "/api/v1/users/9999"),
-        ("PATCH", "/api/v1/users/9999"),
-        ("DELETE", "/api/v1/users/9999"),
-        ("GET", "/api/v1/groups/9999/members"),
+        ("GET", "users/9999"),
+        ("PATCH", "users/9999"),
+        ("DELETE", "users/9999"),
+        ("GET", "groups/9999/members"),
     ):
         body = {"disabled": True} if method == "PATCH" else None
-        r = await client.request(method, path, json=body, headers=bearer(admin))
+        r = await call(client, method, path, admin, body)
         assert_problem(r, 404, "not_found")
-    g = await client.post("/api/v1/groups", json={"name": "ops"}, headers=bearer(admin))
+    g = await client.post("groups", json={"name": "ops"}, headers=bearer(admin))
     assert g.status_code == 201
     gid = g.json()["id"]
-    assert (
-        await client.post("/api/v1/groups", json={"name": "ops"}, headers=bearer(admin))
-    ).status_code == 409
-    r = await client.put(f"/api/v1/groups/{gid}/members/{erin}", headers=bearer(admin))
+    assert_problem(await call(client, "POST", "groups", admin, {"name": "ops"}), 409, "conflict")
+    r = await client.put(f"groups/{gid}/members/{erin}", headers=bearer(admin))
     assert r.status_code == 204
-    members = await client.get(f"/api/v1/groups/{gid}/members", headers=bearer(admin))
+    members = await client.get(f"groups/{gid}/members", headers=bearer(admin))
     assert [u["username"] for u in members.json()] == ["Erin"]
-    r = await client.delete(f"/api/v1/groups/{gid}/members/{erin}", headers=bearer(admin))
+    r = await client.delete(f"groups/{gid}/members/{erin}", headers=bearer(admin))
     assert r.status_code == 204
-    assert (await client.get(f"/api/v1/groups/{gid}/members", headers=bearer(admin))).json() == []
-    assert (await client.delete(f"/api/v1/groups/{gid}", headers=bearer(admin))).status_code == 204
-    assert (await client.get("/api/v1/groups", headers=bearer(admin))).json() == []
+    assert (await client.get(f"groups/{gid}/members", headers=bearer(admin))).json() == []
+    assert (await client.delete(f"groups/{gid}", headers=bearer(admin))).status_code == 204
+    assert (await client.get("groups", headers=bearer(admin))).json() == []
 
     member = await new_user(client, admin, "frank")
     frank = (await login(client, "frank", MEMBER_PW))["access_token"]
-    assert_problem(await client.get("/api/v1/users", headers=bearer(frank)), 403, "forbidden")
-    promote = await client.patch(
-        f"/api/v1/users/{member}", json={"role": "admin"}, headers=bearer(frank)
-    )
+    assert_problem(await client.get("users", headers=bearer(frank)), 403, "forbidden")
+    promote = await call(client, "PATCH", f"users/{member}", frank, {"role": "admin"})
     assert_problem(promote, 403, "forbidden")
 
     root = (await me(client, admin)).json()["id"]
-    last = await client.patch(
-        f"/api/v1/users/{root}", json={"disabled": True}, headers=bearer(admin)
-    )
-    assert_problem(last, 409, "conflict")
-    demote = await client.patch(
-        f"/api/v1/users/{root}", json={"role": "member"}, headers=bearer(admin)
-    )
-    assert_problem(demote, 409, "conflict")
-    gone = await client.delete(f"/api/v1/users/{root}", headers=bearer(admin))
-    assert_problem(gone, 409, "conflict")
+    for method, body in (
+        ("PATCH", {"disabled": True}),
+        ("PATCH", {"role": "member"}),
+        ("DELETE", None),
+    ):
+        last = await call(client, method, f"users/{root}", admin, body)
+        assert_problem(last, 409, "conflict")
     assert (await me(client, admin)).json()["role"] == "admin"
-    r = await client.delete(f"/api/v1/users/{member}", headers=bearer(admin))
+    r = await client.delete(f"users/{member}", headers=bearer(admin))
     assert r.status_code == 204
     assert_problem(await me(client, frank), 401, "invalid_token")
 
@@ -422,24 +394,24 @@ async def test_audit_verify_export_and_roles(client: httpx.AsyncClient, admin: s
     await new_user(client, admin, "heidi")
     grace = (await login(client, "grace", MEMBER_PW))["access_token"]
     heidi = (await login(client, "heidi", MEMBER_PW))["access_token"]
-    verify = await client.get("/api/v1/audit/verify", headers=bearer(admin))
+    verify = await client.get("audit/verify", headers=bearer(admin))
     assert verify.status_code == 200
     assert verify.json()["ok"] is True and verify.json()["count"] > 0
-    csv = await client.get("/api/v1/audit/export?format=csv", headers=bearer(admin))
+    csv = await client.get("audit/export?format=csv", headers=bearer(admin))
     assert csv.status_code == 200
     assert csv.headers["content-type"].startswith("text/csv")
     assert "attachment" in csv.headers["content-disposition"]
     lines = csv.text.splitlines()
     assert lines[0].startswith("id,created_at,actor,action")
     assert len(lines) > 1 and any(",user.create," in line for line in lines)
-    as_auditor = await client.get("/api/v1/audit", headers=bearer(grace))
+    as_auditor = await client.get("audit", headers=bearer(grace))
     assert as_auditor.status_code == 200
     assert any(e["action"] == "user.create" for e in as_auditor.json())
-    assert (await client.get("/api/v1/audit/verify", headers=bearer(grace))).json()["ok"] is True
-    assert_problem(await client.get("/api/v1/users", headers=bearer(grace)), 403, "forbidden")
-    for path in ("/api/v1/audit", "/api/v1/audit/verify", "/api/v1/audit/export"):
+    assert (await client.get("audit/verify", headers=bearer(grace))).json()["ok"] is True
+    assert_problem(await client.get("users", headers=bearer(grace)), 403, "forbidden")
+    for path in ("audit", "audit/verify", "audit/export"):
         assert_problem(await client.get(path, headers=bearer(heidi)), 403, "forbidden")
-    assert_problem(await client.get("/api/v1/audit"), 401, "authentication_required")
+    assert_problem(await client.get("audit"), 401, "authentication_required")
 
 
 async def test_sign_in_requests_are_rate_limited(home_dir: Path) -> None:
@@ -449,11 +421,13 @@ async def test_sign_in_requests_are_rate_limited(home_dir: Path) -> None:
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
             codes = [
-                (await c.post(f"{AUTH}/refresh", json={"refresh_token": f"a.b{i}"})).status_code
+                (
+                    await c.post("/api/v1/auth/refresh", json={"refresh_token": f"a.b{i}"})
+                ).status_code
                 for i in range(6)
             ]
             assert codes == [401] * 5 + [429]
-            limited = await c.post(f"{AUTH}/login", json={"username": ADMIN, "password": "x"})
+            limited = await c.post("/api/v1/auth/login", json={"username": ADMIN, "password": "x"})
             assert_problem(limited, 429, "rate_limited")
             assert int(limited.headers["retry-after"]) >= 1
             assert (await c.get("/healthz")).status_code == 200

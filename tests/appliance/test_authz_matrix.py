@@ -38,6 +38,8 @@ RULES: dict[tuple[str, str], str | frozenset[Role]] = {
     ("POST", "/api/v1/auth/refresh"): PUBLIC,
     ("POST", "/api/v1/auth/first-admin"): PUBLIC,
     ("POST", "/api/v1/auth/logout"): ANY,
+    ("POST", "/api/v1/auth/session"): PUBLIC,
+    ("DELETE", "/api/v1/auth/session"): ANY,
     ("GET", "/api/v1/auth/me"): ANY,
     ("POST", "/api/v1/auth/password"): ANY,
     ("GET", "/api/v1/users"): ADMIN,
@@ -65,7 +67,7 @@ PATH_VALUES = {"user_id": "999999", "group_id": "999999", "key_id": "nosuchkey0"
 
 
 # Calling these ends the caller's session; they get a fresh sign-in so later rules still run.
-SESSION_ENDING = {("POST", "/api/v1/auth/logout")}
+SESSION_ENDING = {("POST", "/api/v1/auth/logout"), ("DELETE", "/api/v1/auth/session")}
 
 
 @dataclass
