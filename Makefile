@@ -66,6 +66,7 @@ typecheck: install-test
 bench: install-test
 	$(PY) bench/store.py
 	$(PY) bench/killwriter.py
+	$(PY) bench/auth.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .coverage htmlcov
