@@ -9,12 +9,14 @@ from fastapi import FastAPI
 from nicegui import ui
 
 from appliance import Appliance, __version__
-from ui.pages import add_pages
+from ui.account import add_account_pages
+from ui.pages import add_lifecycle_pages
 
 
 def register(app: FastAPI, appliance: Appliance) -> None:
     """Mount the NiceGUI pages onto the appliance's FastAPI app."""
-    add_pages(appliance)
+    add_lifecycle_pages(appliance)
+    add_account_pages(appliance)
     ui.run_with(
         app,
         title="Enclave",

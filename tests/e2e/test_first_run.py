@@ -13,6 +13,7 @@ from tests.conftest import PASSPHRASE
 from tests.e2e.conftest import fast_env, screenshot
 
 pytestmark = pytest.mark.browser
+ADMIN_PASSWORD = "first run secret words 42"
 
 
 def test_first_run_then_unseal_after_restart(tmp_path: Path, start_server, browser) -> None:
@@ -35,9 +36,17 @@ def test_first_run_then_unseal_after_restart(tmp_path: Path, start_server, brows
     page.get_by_role("alert").filter(has_text="differ").wait_for()
     page.get_by_label("Repeat passphrase").fill(PASSPHRASE)
     page.click("#setup-submit")
-    page.get_by_text("Enclave is unsealed").wait_for(timeout=30000)
+    page.wait_for_url("**/setup/admin", timeout=30000)
+    page.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
+    page.get_by_label("Repeat password").fill(ADMIN_PASSWORD)
+    screenshot(page, "setup-admin")
+    page.click("#admin-submit")
+    page.get_by_text("Signed in as admin (admin)").wait_for(timeout=30000)
     screenshot(page, "status")
     assert httpx.get(f"{server.url}/readyz").status_code == 200
+    cookie = next(c for c in page.context.cookies() if c["name"] == "enclave_session")
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Strict"
 
     server.stop()
     server = start_server(home)
@@ -50,8 +59,19 @@ def test_first_run_then_unseal_after_restart(tmp_path: Path, start_server, brows
     screenshot(page, "unseal-wrong")
     page.get_by_label("Admin passphrase").fill(PASSPHRASE)
     page.click("#unseal-submit")
-    page.get_by_text("Enclave is unsealed").wait_for(timeout=30000)
+    # A restart does not end the browser session: the cookie still signs the user in.
+    page.get_by_text("Signed in as admin").wait_for(timeout=30000)
     assert httpx.get(f"{server.url}/readyz").status_code == 200
+    page.click("#sign-out")
+    page.wait_for_url("**/login", timeout=30000)
+    page.get_by_label("User name").fill("admin")
+    page.get_by_label("Password", exact=True).fill("wrong secret words 42")
+    page.click("#login-submit")
+    page.get_by_role("alert").filter(has_text="not correct").wait_for()
+    page.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
+    page.click("#login-submit")
+    page.get_by_text("Signed in as admin").wait_for(timeout=30000)
+    screenshot(page, "signed-in")
     page.goto(f"{server.url}/api/docs")
     page.locator(".swagger-ui .info .title").filter(has_text="Enclave").wait_for(timeout=30000)
     screenshot(page, "api-docs")
