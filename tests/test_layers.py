@@ -71,6 +71,7 @@ def test_appliance_public_api() -> None:
         "Appliance",
         "EnclaveError",
         "EnclaveSettings",
+        "Role",
         "State",
         "__version__",
     ]

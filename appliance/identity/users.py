@@ -5,7 +5,9 @@ whether the user is unknown, disabled, locked or gave a wrong password; an unkno
 costs one Argon2 verification so timing does not tell them apart. After ``LOCK_AFTER``
 consecutive failures an account is locked for 2^(n-5) minutes, capped at an hour; the state is
 in the user row, so it survives restarts and is shared by every process. While locked, even the
-right password is refused, with ``retry_after`` (seconds) in the error's context.
+right password is refused. The lock's remaining time is kept in the error's server-only context
+(``_lock_s``: logged, never sent), because telling the client would reveal that the account
+exists; the per-address throttle, which applies to everyone alike, does send ``retry_after``.
 """
 
 from __future__ import annotations
@@ -258,25 +260,25 @@ class UserService:
         locked = as_utc(user.locked_until)
         if locked is not None and locked > now:
             retry = math.ceil((locked - now).total_seconds())
-            self._refuse_without_checking(password, source_ip, retry_after=retry)
+            self._refuse_without_checking(password, source_ip, lock_s=retry)
         if not verify_password(user.password_hash, password, self.hasher):
             self.ip_throttle.record_failure(source_ip, self._monotonic())
-            retry_after = self._record_failure(user.id, now)
-            if retry_after:
-                raise InvalidCredentials(retry_after=retry_after)
+            lock_s = self._record_failure(user.id, now)
+            if lock_s:
+                raise InvalidCredentials(_lock_s=lock_s)
             raise InvalidCredentials()
         return self._record_success(user, password)
 
     def _refuse_without_checking(
-        self, password: str, source_ip: str | None, retry_after: int | None = None
+        self, password: str, source_ip: str | None, lock_s: int | None = None
     ) -> NoReturn:
         # The same Argon2 work as a real check, so timing does not reveal the account state.
         if self._dummy is None:
             self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
         verify_password(self._dummy, password, self.hasher)
         self.ip_throttle.record_failure(source_ip, self._monotonic())
-        if retry_after:
-            raise InvalidCredentials(retry_after=retry_after)
+        if lock_s:
+            raise InvalidCredentials(_lock_s=lock_s)
         raise InvalidCredentials()
 
     def _record_failure(self, user_id: int, now: datetime) -> int | None:
