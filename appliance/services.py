@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from appliance.audit import AuditLog
+from appliance.identity.acl import AclService
 from appliance.identity.api_keys import ApiKeyService
 from appliance.identity.groups import GroupService
 from appliance.identity.tokens import TokenPolicy, TokenService
@@ -24,6 +25,7 @@ class Services:
     api_keys: ApiKeyService
     tokens: TokenService
     audit: AuditLog
+    acl: AclService
 
     @classmethod
     def build(
@@ -41,4 +43,5 @@ class Services:
             api_keys=ApiKeyService(db),
             tokens=TokenService(db, dek.derive("jwt-signing"), policy),
             audit=AuditLog(db, audit_key),
+            acl=AclService(db),
         )

@@ -5,6 +5,7 @@ keeps its models in its own package and is listed here.
 """
 
 from appliance.audit.models import AuditEntry
+from appliance.identity.acl_models import ResourceGrant, ResourceOwner
 from appliance.identity.models import ApiKey, Group, GroupMember, User
 from appliance.identity.session_models import AuthSession, RefreshToken
 from appliance.store.schema import Base, Blob, Installation
@@ -19,5 +20,7 @@ __all__ = [
     "GroupMember",
     "Installation",
     "RefreshToken",
+    "ResourceGrant",
+    "ResourceOwner",
     "User",
 ]
