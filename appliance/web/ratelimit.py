@@ -1,7 +1,7 @@
 """Token-bucket rate limiting per client address and per credential, by route class.
 
 Single node: buckets live in memory (bounded, least-recently-used keys are dropped). Classes:
-``auth`` (login, refresh, unseal, first-run init — much stricter) and ``api`` (every other
+``auth`` (the routes that try a secret: login, refresh, unseal, first-run — much stricter) and ``api`` (every other
 ``/api/`` route). Pages and static assets are not limited. A request must pass the bucket of
 its client address *and*, when it carries a bearer credential, the bucket of that credential,
 so one noisy API key cannot starve another, and rotating bogus tokens does not escape the
@@ -23,8 +23,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from appliance.errors import RateLimited
 from appliance.web.problems import problem_response
 
-AUTH_PATHS = frozenset({"/api/v1/unseal", "/api/v1/init"})
-AUTH_PREFIX = "/api/v1/auth/"
+# Where a password, passphrase or refresh token is tried: the routes brute force would target.
+AUTH_PATHS = frozenset(
+    {
+        "/api/v1/unseal",
+        "/api/v1/init",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/session",
+        "/api/v1/auth/first-admin",
+        "/api/v1/auth/password",
+    }
+)
 
 
 @dataclass
@@ -77,7 +87,7 @@ class TokenBuckets:
 
 def route_class(path: str) -> str | None:
     """``auth``, ``api``, or None for routes that are not limited."""
-    if path in AUTH_PATHS or path.startswith(AUTH_PREFIX):
+    if path in AUTH_PATHS:
         return "auth"
     if path.startswith("/api/"):
         return "api"

@@ -33,6 +33,8 @@ def test_bucket_memory_is_bounded() -> None:
     ("path", "expected"),
     [
         ("/api/v1/auth/login", "auth"),
+        ("/api/v1/auth/refresh", "auth"),
+        ("/api/v1/auth/me", "api"),
         ("/api/v1/unseal", "auth"),
         ("/api/v1/init", "auth"),
         ("/api/v1/status", "api"),
