@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
+from click.testing import Result
+from typer.testing import CliRunner
 
 from appliance import Appliance, EnclaveSettings
 
 PASSPHRASE = "correct horse battery staple"
+# Real Argon2id with small parameters, for commands run by the tests.
+FAST_KDF = {
+    "ENCLAVE_KDF_MEMORY_KIB": "8192",
+    "ENCLAVE_KDF_TIME_COST": "1",
+    "ENCLAVE_KDF_PARALLELISM": "1",
+}
 
 
 def make_settings(home: Path, **overrides: object) -> EnclaveSettings:
@@ -61,3 +71,26 @@ def passphrase_file(tmp_path: Path) -> Path:
     path.write_text(PASSPHRASE + "\n")
     path.chmod(0o600)
     return path
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fast KDF for commands; undo the logging setup each command's callback installs."""
+    for name, value in FAST_KDF.items():
+        monkeypatch.setenv(name, value)
+    root = logging.getLogger()
+    handlers, level, config = root.handlers[:], root.level, structlog.get_config()
+    yield
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    structlog.configure(**config)
+
+
+def run_cli(*args: str | Path) -> Result:
+    """Invoke the `enclave` command in process."""
+    from appliance.cli import app as cli_app
+
+    return CliRunner().invoke(cli_app, [str(a) for a in args])

@@ -5,49 +5,24 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
-import structlog
-from click.testing import Result
 from sqlalchemy import func, select, text
-from typer.testing import CliRunner
 
 from appliance import Appliance, EnclaveSettings, State
 from appliance.audit import GENESIS, AuditEntry, AuditLog, VerifyResult, ensure_audit_key
 from appliance.audit.log import compute_hash
-from appliance.cli import app as cli_app
 from appliance.errors import InvalidRequest, Sealed, StorageError, WrongPassphrase
 from appliance.keys.secret import DataKey
 from appliance.store.database import Database
 from appliance.store.migrate import SCRIPT_LOCATION, current_revision, head_revision, migrate
-from tests.conftest import PASSPHRASE
+from tests.conftest import PASSPHRASE, run_cli
 
-
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fast KDF for commands; undo the logging setup each command's callback installs."""
-    monkeypatch.setenv("ENCLAVE_KDF_MEMORY_KIB", "8192")
-    monkeypatch.setenv("ENCLAVE_KDF_TIME_COST", "1")
-    monkeypatch.setenv("ENCLAVE_KDF_PARALLELISM", "1")
-    root = logging.getLogger()
-    handlers, level, config = root.handlers[:], root.level, structlog.get_config()
-    yield
-    for handler in root.handlers[:]:
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-    structlog.configure(**config)
-
-
-def run(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli_app, [str(a) for a in args])
+run = run_cli
 
 
 def fill(appliance: Appliance, n: int) -> None:

@@ -2,56 +2,30 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 import pytest
-import structlog
 from click.testing import Result
 from sqlalchemy import select
-from typer.testing import CliRunner
 
 import appliance.store.backup as backup_module
 from appliance import Appliance, __version__
-from appliance.cli import app as cli_app
 from appliance.keys.vault import Vault
 from appliance.store.schema import Blob
-from tests.conftest import PASSPHRASE, make_settings
+from tests.conftest import FAST_KDF, PASSPHRASE, make_settings, run_cli
 
 ENCLAVE = Path(sys.executable).parent / "enclave"
-FAST_KDF = {
-    "ENCLAVE_KDF_MEMORY_KIB": "8192",
-    "ENCLAVE_KDF_TIME_COST": "1",
-    "ENCLAVE_KDF_PARALLELISM": "1",
-}
 ERROR_LINE = re.compile(r"^error: ([a-z_]+): \S.*$")
 
 
-@pytest.fixture(autouse=True)
-def _cli_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fast KDF for every command; undo the logging setup each command's callback installs."""
-    for name, value in FAST_KDF.items():
-        monkeypatch.setenv(name, value)
-    root = logging.getLogger()
-    handlers, level, config = root.handlers[:], root.level, structlog.get_config()
-    yield
-    for handler in root.handlers[:]:
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-    structlog.configure(**config)
-
-
-def run(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli_app, [str(a) for a in args])
+pytestmark = pytest.mark.usefixtures("cli_env")
+run = run_cli
 
 
 def expect_error(result: Result, code: str, only_line: bool = True) -> None:

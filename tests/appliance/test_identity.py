@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import structlog
 from argon2 import PasswordHasher
 from typer.testing import CliRunner
 
@@ -317,20 +314,6 @@ def test_groups_membership_and_cascade(
 
 
 # --- CLI ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli_env() -> Iterator[None]:
-    """Undo the logging setup each command's callback installs."""
-    root = logging.getLogger()
-    handlers, level, config = root.handlers[:], root.level, structlog.get_config()
-    yield
-    for handler in root.handlers[:]:
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-    structlog.configure(**config)
 
 
 @pytest.mark.usefixtures("cli_env")
