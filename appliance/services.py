@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from appliance.audit import AuditLog
 from appliance.identity.acl import AclService
@@ -14,6 +16,9 @@ from appliance.identity.users import UserService
 from appliance.keys.secret import DataKey
 from appliance.settings import EnclaveSettings
 from appliance.store.database import Database
+
+T = TypeVar("T")
+AuditValue = Any | Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,16 @@ class Services:
     tokens: TokenService
     audit: AuditLog
     acl: AclService
+    db: Database
+
+    def audited(self, fn: Callable[[], T], *, action: str, **entry: AuditValue) -> T:
+        """Run ``fn`` and append its audit entry in one write transaction: both happen or
+        neither. Entry fields may be callables of ``fn``'s result (e.g. the new user's id)."""
+        with self.db.write():
+            result = fn()
+            fields = {k: (v(result) if callable(v) else v) for k, v in entry.items()}
+            self.audit.record(action=action, **fields)
+        return result
 
     @classmethod
     def build(
@@ -44,4 +59,5 @@ class Services:
             tokens=TokenService(db, dek.derive("jwt-signing"), policy),
             audit=AuditLog(db, audit_key),
             acl=AclService(db),
+            db=db,
         )

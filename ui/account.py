@@ -38,20 +38,17 @@ def add_account_pages(appliance: Appliance) -> None:
                     error.text = "The two passwords differ."
                     return
                 try:
-                    user = await run.io_bound(
-                        appliance.services.users.create_user,
-                        username.value,
-                        password.value,
-                        Role.ADMIN,
-                        None,
-                        only_if_first=True,
-                    )
+                    services = appliance.services
                     await run.io_bound(
-                        appliance.services.audit.record,
-                        action="user.create",
-                        actor="first-run",
-                        target=f"user:{user.id}",
-                        details={"role": "admin"},
+                        lambda: services.audited(
+                            lambda: services.users.create_user(
+                                username.value, password.value, Role.ADMIN, only_if_first=True
+                            ),
+                            action="user.create",
+                            actor="first-run",
+                            target=lambda u: f"user:{u.id}",
+                            details={"role": "admin"},
+                        )
                     )
                 except EnclaveError as exc:
                     error.text = exc.message

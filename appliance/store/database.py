@@ -73,6 +73,7 @@ class Database:
         busy_timeout_ms: int = 10000,
     ) -> None:
         self._write_lock = threading.Lock()
+        self._unit = threading.local()  # the write session open on this thread, if any
         self.path = path
         if url and not _is_sqlite(url):
             self.url = url
@@ -112,13 +113,26 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """The one write path: serialised, committed on success, rolled back on error."""
+        """The one write path: serialised, committed on success, rolled back on error.
+
+        Nested use on the same thread joins the outer transaction (one unit of work: e.g. an
+        action and its audit entry commit together or not at all); the inner block flushes on
+        exit, so constraint errors still surface where they were caused.
+        """
+        outer: Session | None = getattr(self._unit, "session", None)
+        if outer is not None:
+            yield outer
+            outer.flush()
+            return
         with self._write_lock, self._write_sessions() as session:
+            self._unit.session = session
             try:
                 with session.begin():
                     yield session
             except OperationalError as exc:
                 raise _map_operational(exc) from exc
+            finally:
+                self._unit.session = None
 
     def run_write(self, fn: Callable[[Session], T]) -> T:
         """Run ``fn`` in one write transaction and return its result."""

@@ -1,10 +1,14 @@
-"""/api/v1/users and /api/v1/groups: administration of accounts (admins only)."""
+"""/api/v1/users and /api/v1/groups: administration of accounts (admins only).
+
+Every change and its audit entry commit in one transaction (``Services.audited``).
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool as call
 
+from appliance.identity.models import User
 from appliance.web.auth import Admin, ServicesDep
 from appliance.web.schemas import (
     GroupBody,
@@ -29,14 +33,14 @@ async def list_users(_: Admin, services: ServicesDep) -> list[UserOut]:
 async def create_user(body: UserCreateBody, admin: Admin, services: ServicesDep) -> UserOut:
     """Create an account (password policy applies)."""
     user = await call(
-        services.users.create_user, body.username, body.password, body.role, body.display_name
-    )
-    await call(
-        services.audit.record,
+        services.audited,
+        lambda: services.users.create_user(
+            body.username, body.password, body.role, body.display_name
+        ),
         action="user.create",
         actor=admin.actor,
-        target=f"user:{user.id}",
-        details={"role": user.role},
+        target=lambda u: f"user:{u.id}",
+        details=lambda u: {"role": u.role},
     )
     return UserOut.of(user)
 
@@ -52,36 +56,43 @@ async def update_user(
     user_id: int, body: UserPatchBody, admin: Admin, services: ServicesDep
 ) -> UserOut:
     """Change role, disable/enable, or display name. Disabling ends the user's sessions."""
-    user = await call(services.users.get_user, user_id)
-    changes: dict[str, object] = {}
-    if body.role is not None and body.role != user.role:
-        user = await call(services.users.set_role, user_id, body.role)
-        changes["role"] = user.role
-    if body.display_name is not None:
-        user = await call(services.users.set_display_name, user_id, body.display_name)
-        changes["display_name"] = True
-    if body.disabled is not None and body.disabled != user.disabled:
-        user = await call(services.users.set_disabled, user_id, body.disabled)
-        changes["disabled"] = user.disabled
-        if user.disabled:
-            await call(services.tokens.revoke_user_sessions, user_id, "disabled")
-    if changes:
-        await call(
-            services.audit.record,
-            action="user.update",
-            actor=admin.actor,
-            target=f"user:{user_id}",
-            details=changes,
-        )
+
+    def change() -> tuple[User, dict[str, object]]:
+        user = services.users.get_user(user_id)
+        changes: dict[str, object] = {}
+        if body.role is not None and body.role != user.role:
+            user = services.users.set_role(user_id, body.role)
+            changes["role"] = user.role
+        if body.display_name is not None:
+            user = services.users.set_display_name(user_id, body.display_name)
+            changes["display_name"] = True
+        if body.disabled is not None and body.disabled != user.disabled:
+            user = services.users.set_disabled(user_id, body.disabled)
+            changes["disabled"] = user.disabled
+            if user.disabled:
+                services.tokens.revoke_user_sessions(user_id, "disabled")
+        return user, changes
+
+    user, _changes = await call(
+        services.audited,
+        change,
+        action="user.update",
+        actor=admin.actor,
+        target=f"user:{user_id}",
+        details=lambda result: result[1],
+    )
     return UserOut.of(user)
 
 
 @users.delete("/{user_id}", status_code=204)
 async def delete_user(user_id: int, admin: Admin, services: ServicesDep) -> Response:
     """Delete an account, its sessions, group memberships and API keys."""
-    await call(services.users.delete_user, user_id)
     await call(
-        services.audit.record, action="user.delete", actor=admin.actor, target=f"user:{user_id}"
+        services.audited,
+        lambda: services.users.delete_user(user_id),
+        action="user.delete",
+        actor=admin.actor,
+        target=f"user:{user_id}",
     )
     return Response(status_code=204)
 
@@ -91,10 +102,17 @@ async def reset_password(
     user_id: int, body: PasswordResetBody, admin: Admin, services: ServicesDep
 ) -> Response:
     """Set a user's password (and clear a lockout); their sessions end."""
-    await call(services.users.change_password, user_id, body.new_password)
-    await call(services.tokens.revoke_user_sessions, user_id, "password_reset")
+
+    def reset() -> None:
+        services.users.change_password(user_id, body.new_password)
+        services.tokens.revoke_user_sessions(user_id, "password_reset")
+
     await call(
-        services.audit.record, action="password.reset", actor=admin.actor, target=f"user:{user_id}"
+        services.audited,
+        reset,
+        action="password.reset",
+        actor=admin.actor,
+        target=f"user:{user_id}",
     )
     return Response(status_code=204)
 
@@ -102,14 +120,18 @@ async def reset_password(
 @users.post("/{user_id}/sessions/revoke", status_code=204)
 async def revoke_sessions(user_id: int, admin: Admin, services: ServicesDep) -> Response:
     """End every session of a user at once."""
-    await call(services.users.get_user, user_id)
-    count = await call(services.tokens.revoke_user_sessions, user_id, "admin")
+
+    def revoke() -> int:
+        services.users.get_user(user_id)
+        return services.tokens.revoke_user_sessions(user_id, "admin")
+
     await call(
-        services.audit.record,
+        services.audited,
+        revoke,
         action="session.revoke",
         actor=admin.actor,
         target=f"user:{user_id}",
-        details={"sessions": count},
+        details=lambda count: {"sessions": count},
     )
     return Response(status_code=204)
 
@@ -123,9 +145,12 @@ async def list_groups(_: Admin, services: ServicesDep) -> list[GroupOut]:
 @groups.post("", status_code=201)
 async def create_group(body: GroupBody, admin: Admin, services: ServicesDep) -> GroupOut:
     """Create a group."""
-    group = await call(services.groups.create_group, body.name)
-    await call(
-        services.audit.record, action="group.create", actor=admin.actor, target=f"group:{group.id}"
+    group = await call(
+        services.audited,
+        lambda: services.groups.create_group(body.name),
+        action="group.create",
+        actor=admin.actor,
+        target=lambda g: f"group:{g.id}",
     )
     return GroupOut.of(group)
 
@@ -133,9 +158,12 @@ async def create_group(body: GroupBody, admin: Admin, services: ServicesDep) -> 
 @groups.delete("/{group_id}", status_code=204)
 async def delete_group(group_id: int, admin: Admin, services: ServicesDep) -> Response:
     """Delete a group (its memberships go with it)."""
-    await call(services.groups.delete_group, group_id)
     await call(
-        services.audit.record, action="group.delete", actor=admin.actor, target=f"group:{group_id}"
+        services.audited,
+        lambda: services.groups.delete_group(group_id),
+        action="group.delete",
+        actor=admin.actor,
+        target=f"group:{group_id}",
     )
     return Response(status_code=204)
 
@@ -149,9 +177,9 @@ async def list_members(group_id: int, _: Admin, services: ServicesDep) -> list[U
 @groups.put("/{group_id}/members/{user_id}", status_code=204)
 async def add_member(group_id: int, user_id: int, admin: Admin, services: ServicesDep) -> Response:
     """Add a user to a group (idempotent)."""
-    await call(services.groups.add_member, group_id, user_id)
     await call(
-        services.audit.record,
+        services.audited,
+        lambda: services.groups.add_member(group_id, user_id),
         action="group.member.add",
         actor=admin.actor,
         target=f"group:{group_id}",
@@ -165,9 +193,9 @@ async def remove_member(
     group_id: int, user_id: int, admin: Admin, services: ServicesDep
 ) -> Response:
     """Remove a user from a group (idempotent)."""
-    await call(services.groups.remove_member, group_id, user_id)
     await call(
-        services.audit.record,
+        services.audited,
+        lambda: services.groups.remove_member(group_id, user_id),
         action="group.member.remove",
         actor=admin.actor,
         target=f"group:{group_id}",

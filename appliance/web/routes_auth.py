@@ -149,11 +149,14 @@ async def change_password(
     body: PasswordChangeBody, principal: AnyUser, services: ServicesDep
 ) -> Response:
     """Change one's own password; every session of the user is ended (sign in again)."""
+
+    def change() -> None:
+        services.users.change_password(principal.user.id, body.new_password, body.current_password)
+        services.tokens.revoke_user_sessions(principal.user.id, "password")
+
     await run_in_threadpool(
-        services.users.change_password, principal.user.id, body.new_password, body.current_password
+        services.audited, change, action="password.change", actor=principal.actor
     )
-    await run_in_threadpool(services.tokens.revoke_user_sessions, principal.user.id, "password")
-    await run_in_threadpool(services.audit.record, action="password.change", actor=principal.actor)
     return Response(status_code=204)
 
 
@@ -162,15 +165,16 @@ async def first_admin(body: UserCreateBody, request: Request, services: Services
     """First run only: create the first administrator (refused once any user exists)."""
 
     def create() -> UserOut:
+        # Cheap early refusal; the binding check is inside the write (only_if_first).
         if services.users.list_users():
             raise Conflict("Users already exist; an administrator creates further accounts.")
-        user = services.users.create_user(
-            body.username, body.password, Role.ADMIN, body.display_name, only_if_first=True
-        )
-        services.audit.record(
+        user = services.audited(
+            lambda: services.users.create_user(
+                body.username, body.password, Role.ADMIN, body.display_name, only_if_first=True
+            ),
             action="user.create",
             actor="first-run",
-            target=f"user:{user.id}",
+            target=lambda u: f"user:{u.id}",
             source_ip=client_ip(request),
             details={"role": "admin"},
         )

@@ -37,14 +37,14 @@ async def create_key(body: ApiKeyBody, principal: AnyUser, services: ServicesDep
         # A key cannot mint keys: a leaked key must not be able to outlive its revocation.
         raise Forbidden("API keys are created with a signed-in session, not with another key.")
     row, token = await call(
-        services.api_keys.create, principal.user.id, body.name, body.scopes, body.expires_at
-    )
-    await call(
-        services.audit.record,
+        services.audited,
+        lambda: services.api_keys.create(
+            principal.user.id, body.name, body.scopes, body.expires_at
+        ),
         action="api_key.create",
         actor=principal.actor,
-        target=f"api_key:{row.id}",
-        details={"scopes": row.scope_list},
+        target=lambda created: f"api_key:{created[0].id}",
+        details=lambda created: {"scopes": created[0].scope_list},
     )
     return ApiKeyCreated(**ApiKeyOut.of(row).model_dump(), token=token)
 
@@ -52,9 +52,9 @@ async def create_key(body: ApiKeyBody, principal: AnyUser, services: ServicesDep
 @keys.delete("/{key_id}", status_code=204)
 async def revoke_key(key_id: str, principal: AnyUser, services: ServicesDep) -> Response:
     """Revoke a key now (its owner or an admin; anyone else gets 404)."""
-    await call(services.api_keys.revoke, key_id, principal.user)
     await call(
-        services.audit.record,
+        services.audited,
+        lambda: services.api_keys.revoke(key_id, principal.user),
         action="api_key.revoke",
         actor=principal.actor,
         target=f"api_key:{key_id}",
