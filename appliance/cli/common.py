@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
+import httpx
 import typer
 from pydantic import ValidationError
 
-from appliance.errors import EnclaveError, InvalidRequest, StorageError
+from appliance.errors import EnclaveError, InvalidRequest, ServerRejected, StorageError
 from appliance.lifecycle import Appliance
 from appliance.settings import EnclaveSettings
 
@@ -93,3 +94,21 @@ def read_passphrase(
         )
     value: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
     return value
+
+
+def post_to_server(url: str, path: str, body: Mapping[str, Any], bearer: str | None = None) -> Any:
+    """POST JSON to a running Enclave server; its problem+json becomes ``ServerRejected``."""
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    try:
+        response = httpx.post(f"{url}{path}", json=body, headers=headers, timeout=60)
+    except httpx.HTTPError as exc:
+        raise StorageError(f"The running server at {url} did not answer: {exc}.") from exc
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {}
+    if response.status_code >= 400:
+        raise ServerRejected(
+            f"{answer.get('code', response.status_code)}: {answer.get('detail', '')}"
+        )
+    return answer

@@ -5,32 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 
 from appliance.cli.common import (
     HomeOpt,
     PassphraseFileOpt,
     locked_appliance,
+    post_to_server,
     read_passphrase,
     reporting,
     settings_for,
 )
-from appliance.errors import HomeLocked, ServerRejected, StorageError
+from appliance.errors import HomeLocked
 from appliance.lifecycle import Appliance
 
 
 def _unseal_running_server(url: str, passphrase: str) -> None:
-    try:
-        response = httpx.post(f"{url}/api/v1/unseal", json={"passphrase": passphrase}, timeout=60)
-    except httpx.HTTPError as exc:
-        raise StorageError(f"The running server at {url} did not answer: {exc}.") from exc
-    if response.status_code != 200:
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        raise ServerRejected(f"{body.get('code', response.status_code)}: {body.get('detail', '')}")
+    post_to_server(url, "/api/v1/unseal", {"passphrase": passphrase})
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,9 @@
-"""User commands: ``enclave users add`` and ``enclave users list`` (server stopped)."""
+"""User commands: ``enclave users add`` and ``enclave users list``.
+
+With the server stopped they open the home directly (passphrase needed). While a server holds
+the home, ``users add`` goes through its API instead, authenticated by an admin API key
+(``--api-key-file``, a key with the ``admin`` scope).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,15 @@ from appliance.cli.common import (
     HomeOpt,
     PassphraseFileOpt,
     locked_appliance,
+    post_to_server,
     read_passphrase,
     reporting,
+    settings_for,
 )
+from appliance.errors import HomeLocked
 from appliance.identity.models import Role
 from appliance.identity.users import UserService
+from appliance.lifecycle import Appliance
 
 users_app = typer.Typer(name="users", help="Manage user accounts.", no_args_is_help=True)
 
@@ -35,17 +44,52 @@ def add(
         str | None, typer.Option("--display-name", help="Name shown for the user.")
     ] = None,
     passphrase_file: PassphraseFileOpt = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option("--api-key-file", help="Admin API key, used when a server holds the home."),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="The running server (default: HOST:PORT settings).")
+    ] = None,
 ) -> None:
     """Create a user (the password must pass the policy)."""
     with reporting():
-        with locked_appliance(home) as appliance:
-            passphrase = read_passphrase(passphrase_file)
-            password = read_passphrase(password_file, "Password for the new user", confirm=True)
-            appliance.unseal(passphrase, actor="cli")
-            user = UserService(appliance.db).create_user(username, password, role, display_name)
-            appliance.audit.record(
-                action="user.create", actor="cli", target=user.username, details={"role": role}
+        password = read_passphrase(password_file, "Password for the new user", confirm=True)
+        settings = settings_for(home)
+        appliance = Appliance(settings)
+        try:
+            appliance.home.lock()
+        except HomeLocked:
+            if api_key_file is None:
+                raise HomeLocked(
+                    "A server is using this home: pass --api-key-file with an admin API key "
+                    "to create the user through its API, or stop the server."
+                ) from None
+            target = url or f"http://{settings.host}:{settings.port}"
+            body = {
+                "username": username,
+                "password": password,
+                "role": role,
+                "display_name": display_name,
+            }
+            created = post_to_server(target, "/api/v1/users", body, read_passphrase(api_key_file))
+            typer.echo(
+                f"created user {created['username']} ({created['role']}, id {created['id']}) via {target}"
             )
+            return
+        try:
+            appliance.unseal(read_passphrase(passphrase_file), actor="cli")
+            services = appliance.services
+            user = services.audited(
+                lambda: services.users.create_user(username, password, role, display_name),
+                action="user.create",
+                actor="cli",
+                target=lambda u: f"user:{u.id}",
+                details={"role": role},
+            )
+        finally:
+            appliance.seal()
+            appliance.home.unlock()
         typer.echo(f"created user {user.username} ({user.role}, id {user.id})")
 
 

@@ -124,3 +124,45 @@ def test_run_with_passphrase_file_starts_unsealed(
     second = enclave("run", "--home", home, "--port", "1", timeout=60)
     assert second.returncode == 1
     assert "error: home_locked:" in second.stderr
+
+
+def test_users_add_goes_through_the_running_servers_api(
+    tmp_path: Path, start_server, passphrase_file: Path
+) -> None:
+    home = tmp_path / "home"
+    assert enclave("init", "--home", home, "--passphrase-file", passphrase_file).returncode == 0
+    server = start_server(home, "--passphrase-file", str(passphrase_file))
+    admin = {"username": "root", "password": ADMIN_PASSWORD}
+    assert httpx.post(f"{server.url}/api/v1/auth/first-admin", json=admin).status_code == 201
+    jwt = httpx.post(f"{server.url}/api/v1/auth/login", json=admin).json()["access_token"]
+    key = httpx.post(
+        f"{server.url}/api/v1/api-keys",
+        json={"name": "provisioning", "scopes": ["admin"]},
+        headers={"Authorization": f"Bearer {jwt}"},
+    ).json()["token"]
+    key_file, password_file = tmp_path / "admin.key", tmp_path / "bob.pw"
+    key_file.write_text(key + "\n")
+    password_file.write_text("a long one for the new member 7\n")
+    add = [
+        "users",
+        "add",
+        "--home",
+        home,
+        "--username",
+        "bob",
+        "--role",
+        "member",
+        "--password-file",
+        password_file,
+    ]
+    refused = enclave(*add)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: home_locked:")
+    done = enclave(*add, "--api-key-file", key_file, "--url", server.url)
+    assert done.returncode == 0, done.stderr
+    assert "created user bob (member" in done.stdout
+    login = httpx.post(
+        f"{server.url}/api/v1/auth/login",
+        json={"username": "bob", "password": "a long one for the new member 7"},
+    )
+    assert login.status_code == 200
