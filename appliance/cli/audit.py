@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -15,12 +13,10 @@ import typer
 from appliance.cli.common import (
     HomeOpt,
     PassphraseFileOpt,
-    read_passphrase,
     reporting,
-    settings_for,
+    unsealed_appliance,
 )
-from appliance.errors import AuditChainBroken, HomeLocked, InvalidRequest
-from appliance.lifecycle import Appliance
+from appliance.errors import AuditChainBroken, InvalidRequest
 
 
 class ExportFormat(StrEnum):
@@ -31,26 +27,6 @@ class ExportFormat(StrEnum):
 audit_app = typer.Typer(
     name="audit", help="Verify and export the tamper-evident audit log.", no_args_is_help=True
 )
-
-
-@contextmanager
-def _unsealed(home: Path | None, passphrase_file: Path | None) -> Iterator[Appliance]:
-    """The home unsealed for this command; like `backup`, it also works while a server runs
-    (writers queue on the database's write lock)."""
-    appliance = Appliance(settings_for(home))
-    passphrase = read_passphrase(passphrase_file)
-    try:
-        appliance.home.lock()
-        locked = True
-    except HomeLocked:
-        locked = False
-    try:
-        appliance.unseal(passphrase, actor="cli")
-        yield appliance
-    finally:
-        appliance.seal(actor="cli")
-        if locked:
-            appliance.home.unlock()
 
 
 def _moment(value: str | None, option: str) -> datetime | None:
@@ -66,7 +42,7 @@ def _moment(value: str | None, option: str) -> datetime | None:
 def verify(home: HomeOpt = None, passphrase_file: PassphraseFileOpt = None) -> None:
     """Check every entry's hash and the chain links; exit 1 naming the first bad entry."""
     with reporting():
-        with _unsealed(home, passphrase_file) as appliance:
+        with unsealed_appliance(home, passphrase_file) as appliance:
             result = appliance.audit.verify()
         if not result.ok:
             raise AuditChainBroken(f"entry {result.first_bad}: {result.reason}")
@@ -95,7 +71,7 @@ def export(
     """Export audit entries as CSV or JSON, streamed (the file is in clear: keep it safe)."""
     with reporting():
         start, end = _moment(since, "--since"), _moment(until, "--until")
-        with _unsealed(home, passphrase_file) as appliance:
+        with unsealed_appliance(home, passphrase_file) as appliance:
             chunks = appliance.audit.export(
                 fmt.value, since=start, until=end, actor=actor, action=action
             )

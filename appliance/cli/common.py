@@ -12,7 +12,13 @@ import httpx
 import typer
 from pydantic import ValidationError
 
-from appliance.errors import EnclaveError, InvalidRequest, ServerRejected, StorageError
+from appliance.errors import (
+    EnclaveError,
+    HomeLocked,
+    InvalidRequest,
+    ServerRejected,
+    StorageError,
+)
 from appliance.lifecycle import Appliance
 from appliance.settings import EnclaveSettings
 
@@ -65,6 +71,32 @@ def locked_appliance(home: Path | None, create: bool = False) -> Iterator[Applia
     finally:
         appliance.seal(actor="cli")
         appliance.home.unlock()
+
+
+@contextmanager
+def unsealed_appliance(home: Path | None, passphrase_file: Path | None) -> Iterator[Appliance]:
+    """The home unsealed for one command, also while a server runs (reads and the online
+    backup API cope with that; writers queue on the database's write lock). Sealed again and
+    unlocked on the way out."""
+    appliance = Appliance(settings_for(home))
+    passphrase = read_passphrase(passphrase_file)
+    try:
+        appliance.home.lock()
+        locked = True
+    except HomeLocked:
+        locked = False
+    try:
+        appliance.unseal(passphrase, actor="cli")
+        yield appliance
+    finally:
+        appliance.seal(actor="cli")
+        if locked:
+            appliance.home.unlock()
+
+
+def server_url(settings: EnclaveSettings, url: str | None) -> str:
+    """The running server to talk to: ``--url``, else this machine's configured host and port."""
+    return url or f"http://{settings.host}:{settings.port}"
 
 
 def settings_for(home: Path | None, **overrides: object) -> EnclaveSettings:

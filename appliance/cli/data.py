@@ -14,9 +14,9 @@ from appliance.cli.common import (
     read_passphrase,
     reporting,
     settings_for,
+    unsealed_appliance,
 )
 from appliance.doctor import Status, run_doctor
-from appliance.errors import HomeLocked
 from appliance.lifecycle import Appliance
 from appliance.store.backup import create_backup, restore_backup
 
@@ -50,21 +50,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write an encrypted backup (online: works while the server runs)."""
         with reporting():
-            appliance = Appliance(settings_for(home))
-            passphrase = read_passphrase(passphrase_file)
-            try:
-                appliance.home.lock()
-                locked = True
-            except HomeLocked:
-                locked = False  # a server is running: the online backup API copes with that
-            try:
-                appliance.unseal(passphrase)
+            with unsealed_appliance(home, passphrase_file) as appliance:
                 dek = appliance.current_key()
                 manifest = create_backup(appliance.home, appliance.db, dek, out)
-            finally:
-                appliance.seal()
-                if locked:
-                    appliance.home.unlock()
             typer.echo(f"backup written to {out} ({len(manifest['files'])} files, encrypted)")
 
     @app.command()

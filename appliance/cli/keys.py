@@ -14,6 +14,7 @@ from appliance.cli.common import (
     post_to_server,
     read_passphrase,
     reporting,
+    server_url,
     settings_for,
 )
 from appliance.errors import HomeLocked
@@ -67,7 +68,7 @@ def register(app: typer.Typer) -> None:
             try:
                 appliance.home.lock()
             except HomeLocked:
-                target = url or f"http://{settings.host}:{settings.port}"
+                target = server_url(settings, url)
                 _unseal_running_server(target, passphrase)
                 typer.echo(f"unsealed the server at {target}")
                 return

@@ -19,6 +19,7 @@ from appliance.cli.common import (
     post_to_server,
     read_passphrase,
     reporting,
+    server_url,
     settings_for,
 )
 from appliance.errors import HomeLocked
@@ -65,7 +66,7 @@ def add(
                     "A server is using this home: pass --api-key-file with an admin API key "
                     "to create the user through its API, or stop the server."
                 ) from None
-            target = url or f"http://{settings.host}:{settings.port}"
+            target = server_url(settings, url)
             body = {
                 "username": username,
                 "password": password,
