@@ -12,8 +12,9 @@ from appliance.errors import EnclaveError, ModelFileMissing
 from appliance.home import Home
 from appliance.keys.vault import Vault, read_keyfile
 from appliance.lifecycle import Appliance
+from appliance.model_files import catalog_for, resolve_model_file
 from appliance.store.migrate import is_current
-from models import CatalogEntry, CatalogError, load_catalog, sha256_file
+from models import sha256_file
 from sandbox import detect_backends
 
 SQLITE_PLAINTEXT_HEADER = b"SQLite format 3\x00"
@@ -158,23 +159,12 @@ def check_sandbox() -> list[Check]:
     return checks
 
 
-def resolve_model_file(entry: CatalogEntry, home: Home) -> Path:
-    """The model's file on disk, or :class:`ModelFileMissing` saying how to get it back."""
-    path = entry.path(home.root)
-    if path is None or not path.is_file():
-        raise ModelFileMissing(
-            f"Model {entry.id}: file not installed ({entry.locator}); reinstall with `make run` "
-            "or import the GGUF file."
-        )
-    return path
-
-
 def check_models(home: Home) -> list[Check]:
     """Each catalog model file is present and its sha256 matches the catalog."""
     try:
-        catalog = load_catalog()
-    except CatalogError as exc:
-        return [Check("models", Status.FAIL, str(exc))]
+        catalog = catalog_for(home)
+    except EnclaveError as exc:
+        return [Check("models", Status.FAIL, exc.message)]
     checks = []
     for entry in catalog.entries.values():
         try:

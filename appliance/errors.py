@@ -220,6 +220,20 @@ class ModelFileMissing(EnclaveError):
     default_message = "The model file is not installed; reinstall the model package or import it."
 
 
+class ModelFileInvalid(EnclaveError):
+    code = "model_file_invalid"
+    http_status = 422
+    title = "Model file invalid"
+    default_message = "The file is not a usable GGUF model."
+
+
+class ModelHashMismatch(EnclaveError):
+    code = "model_hash_mismatch"
+    http_status = 409
+    title = "Model hash mismatch"
+    default_message = "The model file's sha256 does not match its catalog entry; it was refused."
+
+
 # --- request-level --------------------------------------------------------------------------
 
 

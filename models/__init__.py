@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 CATALOG_PATH = Path(__file__).with_name("catalog.toml")
+# Models imported into a home are listed beside their files (plain metadata, no secrets).
+IMPORTED_NAME = "imported.json"
 
 
 class CatalogError(ValueError):
@@ -61,8 +64,9 @@ class Catalog:
         return self.entries[self.default]
 
 
-def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
-    """Parse ``catalog.toml``; a malformed file raises :class:`CatalogError`."""
+def load_catalog(path: Path = CATALOG_PATH, home: Path | None = None) -> Catalog:
+    """Parse ``catalog.toml`` plus, with ``home``, the models imported into it; a malformed
+    file raises :class:`CatalogError`."""
     try:
         doc = tomllib.loads(path.read_text("utf-8"))
         entries = {
@@ -74,7 +78,33 @@ def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
         raise CatalogError(f"model catalog {path} is invalid: {exc}") from exc
     if default not in entries:
         raise CatalogError(f"model catalog {path}: default {default!r} is not an entry")
+    if home is not None:
+        for entry in load_imported(home):
+            entries.setdefault(entry.id, entry)
     return Catalog(default, entries)
+
+
+def imported_path(home: Path) -> Path:
+    """Where a home lists its imported models."""
+    return home / "models" / IMPORTED_NAME
+
+
+def load_imported(home: Path) -> list[CatalogEntry]:
+    """The models imported into ``home`` (none when the list does not exist yet)."""
+    path = imported_path(home)
+    if not path.exists():
+        return []
+    try:
+        rows = json.loads(path.read_text("utf-8"))
+        names = {f.name for f in fields(CatalogEntry)}
+        return [CatalogEntry(**{k: v for k, v in row.items() if k in names}) for row in rows]
+    except (OSError, ValueError, TypeError) as exc:
+        raise CatalogError(f"{path} is invalid: {exc}") from exc
+
+
+def imported_rows(entries: list[CatalogEntry]) -> bytes:
+    """The imported-model list as the bytes of ``imported.json``."""
+    return json.dumps([asdict(e) for e in entries], indent=2).encode() + b"\n"
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.doctor import Status, check_models, resolve_model_file
+from appliance.doctor import Status, check_models
 from appliance.errors import ModelFileMissing
 from appliance.home import Home
+from appliance.model_files import resolve_model_file
 from models import CatalogEntry, CatalogError, load_catalog, sha256_file
 
 

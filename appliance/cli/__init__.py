@@ -12,6 +12,7 @@ from appliance.cli.audit import register as register_audit
 from appliance.cli.common import fail
 from appliance.cli.data import register as register_data
 from appliance.cli.keys import register as register_keys
+from appliance.cli.models import register as register_models
 from appliance.cli.serve import register as register_serve
 from appliance.cli.users import register as register_users
 from appliance.errors import EnclaveError
@@ -51,6 +52,7 @@ register_keys(app)
 register_data(app)
 register_audit(app)
 register_users(app)
+register_models(app)
 
 
 def main() -> None:

@@ -7,7 +7,6 @@ that was valid at backup time opens the restored home.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -26,20 +25,13 @@ from appliance.keys.vault import Vault
 from appliance.store.database import Database
 from appliance.store.files import fsync_dir, storage_error
 from appliance.store.migrate import current_revision
+from models import sha256_file
 
 FORMAT = "enclave-backup"
 VERSION = 1
 _MEMBER = re.compile(
     r"^(manifest\.json|vault\.json|enclave\.db|blobs/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64})$"
 )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def create_backup(home: Home, db: Database, dek: DataKey, out: Path) -> dict[str, Any]:
@@ -58,7 +50,8 @@ def create_backup(home: Home, db: Database, dek: DataKey, out: Path) -> dict[str
             "key_id": dek.key_id.hex(),
             "schema_revision": current_revision(db),
             "files": {
-                name: {"sha256": _sha256(p), "size": p.stat().st_size} for name, p in files.items()
+                name: {"sha256": sha256_file(p), "size": p.stat().st_size}
+                for name, p in files.items()
             },
         }
         tmp = out.with_name(f".{out.name}.partial")
@@ -113,7 +106,7 @@ def _extract_verified(tar: tarfile.TarFile, manifest: dict[str, Any], dest: Path
         with target.open("wb") as handle:
             shutil.copyfileobj(source, handle, 1 << 20)
         target.chmod(0o600)
-        if _sha256(target) != expected[member.name].get("sha256"):
+        if sha256_file(target) != expected[member.name].get("sha256"):
             raise BackupInvalid(f"{member.name} in the backup is damaged (checksum mismatch).")
         seen.add(member.name)
     missing = set(expected) - seen
