@@ -63,6 +63,19 @@ class GenerationFailed(EngineError):
     default_message = "The model failed while generating an answer."
 
 
+class QueueFull(EngineError):
+    """Too many requests wait for the model; ``retry_after`` estimates when to try again."""
+
+    code = "queue_full"
+    retryable = True
+    default_message = "The model is busy and too many requests are waiting; try again shortly."
+
+    def __init__(self, message: str | None = None, retry_after: int = 5, **context: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **context)
+        # Seconds, as in an HTTP Retry-After header.
+        self.retry_after = retry_after
+
+
 class InvalidChatRequest(EngineError):
     code = "invalid_chat_request"
     default_message = "The chat request is not valid."

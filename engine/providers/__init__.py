@@ -6,19 +6,23 @@ from engine.providers.base import (
     ChatRequest,
     Finish,
     Provider,
+    QueuePosition,
     StreamEvent,
     TextDelta,
     Usage,
 )
 from engine.providers.local import LocalProvider
+from engine.providers.queue import FairQueue
 
 __all__ = [
     "Capabilities",
     "ChatMessage",
     "ChatRequest",
+    "FairQueue",
     "Finish",
     "LocalProvider",
     "Provider",
+    "QueuePosition",
     "StreamEvent",
     "TextDelta",
     "Usage",

@@ -1,7 +1,8 @@
 """The provider contract: what every model backend (local llama.cpp, remote servers) offers.
 
 Requests are frozen dataclasses validated on construction, so an invalid request never reaches
-a model. A stream yields ``TextDelta`` events, then exactly one ``Usage`` and one ``Finish``.
+a model. A stream yields ``TextDelta`` events, then exactly one ``Usage`` and one ``Finish``
+(a queued stream may first yield ``QueuePosition`` events while it waits).
 """
 
 from __future__ import annotations
@@ -92,7 +93,19 @@ class Finish:
     reason: FinishReason
 
 
-StreamEvent = TextDelta | Usage | Finish
+@dataclass(frozen=True)
+class QueuePosition:
+    """Sent while a request waits in a queue: its place (1 = next) and how many wait in all.
+
+    Only a queue in front of a provider (:class:`~engine.providers.queue.FairQueue`) yields
+    these, before any ``TextDelta``; a bare provider never does.
+    """
+
+    position: int
+    waiting: int
+
+
+StreamEvent = TextDelta | Usage | Finish | QueuePosition
 
 
 @dataclass(frozen=True)

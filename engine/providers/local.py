@@ -7,8 +7,8 @@ never the appliance: a dead or silent worker is killed, the request fails with
 
 The event loop never blocks on the pipe: replies are awaited by polling it in short slices in
 the default thread pool. Each provider serves one request at a time (an ``asyncio.Lock``); the
-fair queue across users, with its bound and queue positions, comes later and sits in front of
-this lock.
+fair queue across users, with its bound and queue positions
+(:class:`~engine.providers.queue.FairQueue`), sits in front of this lock.
 
 ``spawn`` re-imports the parent's main module in the child, so a script that starts a provider
 needs the usual ``if __name__ == "__main__":`` guard (console entry points already have one).
@@ -133,7 +133,7 @@ class LocalProvider:
                 parts.append(event.text)
             elif isinstance(event, Usage):
                 usage = event
-            else:
+            elif isinstance(event, Finish):
                 reason = event.reason
         return "".join(parts), usage, reason
 
