@@ -149,3 +149,18 @@ class Provider(Protocol):
     async def health(self) -> dict[str, Any]:
         """A small status report for the health page."""
         ...
+
+
+async def collect(events: AsyncIterator[StreamEvent]) -> tuple[str, Usage, str]:
+    """Drain a stream into ``(text, usage, finish reason)`` — what ``complete()`` returns."""
+    parts: list[str] = []
+    usage = Usage(0, 0)
+    reason: str = "stop"
+    async for event in events:
+        if isinstance(event, TextDelta):
+            parts.append(event.text)
+        elif isinstance(event, Usage):
+            usage = event
+        elif isinstance(event, Finish):
+            reason = event.reason
+    return "".join(parts), usage, reason

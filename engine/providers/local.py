@@ -44,6 +44,7 @@ from engine.providers.base import (
     StreamEvent,
     TextDelta,
     Usage,
+    collect,
 )
 
 # How long one wait on the pipe lasts before cancel, deadline and liveness are checked again;
@@ -125,17 +126,7 @@ class LocalProvider:
 
     async def complete(self, request: ChatRequest) -> tuple[str, Usage, str]:
         """Run :meth:`stream` to the end and return ``(text, usage, finish reason)``."""
-        parts: list[str] = []
-        usage = Usage(0, 0)
-        reason: str = "stop"
-        async for event in self.stream(request):
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-            elif isinstance(event, Usage):
-                usage = event
-            elif isinstance(event, Finish):
-                reason = event.reason
-        return "".join(parts), usage, reason
+        return await collect(self.stream(request))
 
     async def stream(
         self, request: ChatRequest, cancel: asyncio.Event | None = None

@@ -32,8 +32,8 @@ from engine.providers.base import (
     Provider,
     QueuePosition,
     StreamEvent,
-    TextDelta,
     Usage,
+    collect,
 )
 
 DEFAULT_KEY = "anonymous"
@@ -98,17 +98,7 @@ class FairQueue:
         self, request: ChatRequest, key: str = DEFAULT_KEY
     ) -> tuple[str, Usage, str]:
         """Wait for a turn, then generate a whole answer: ``(text, usage, finish reason)``."""
-        parts: list[str] = []
-        usage = Usage(0, 0)
-        reason: str = "stop"
-        async for event in self.stream(request, key=key):
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-            elif isinstance(event, Usage):
-                usage = event
-            elif isinstance(event, Finish):
-                reason = event.reason
-        return "".join(parts), usage, reason
+        return await collect(self.stream(request, key=key))
 
     async def stream(
         self,
