@@ -14,7 +14,7 @@ def add_account_pages(appliance: Appliance) -> None:
     """Register /setup/admin, /login and / for ``appliance``."""
 
     def has_users() -> bool:
-        return bool(appliance.services.users.list_users())
+        return appliance.services.users.has_users()
 
     @ui.page("/setup/admin")
     async def first_admin_page() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -95,8 +96,18 @@ def unsealed_appliance(home: Path | None, passphrase_file: Path | None) -> Itera
 
 
 def server_url(settings: EnclaveSettings, url: str | None) -> str:
-    """The running server to talk to: ``--url``, else this machine's configured host and port."""
-    return url or f"http://{settings.host}:{settings.port}"
+    """The running server on this machine: ``--url``, else the configured host and port (a
+    wildcard bind address is reached through loopback; IPv6 hosts get their brackets)."""
+    if url:
+        return url
+    host = settings.host or "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # a host name
+        address = None
+    if address is not None and address.is_unspecified:
+        host = "::1" if address.version == 6 else "127.0.0.1"
+    return str(httpx.URL(scheme="http", host=host, port=settings.port))
 
 
 def settings_for(home: Path | None, **overrides: object) -> EnclaveSettings:

@@ -110,6 +110,11 @@ class UserService:
         with self.db.read() as session:
             return _by_name(session, username)
 
+    def has_users(self) -> bool:
+        """Whether any account exists (first-run pages ask on every visit)."""
+        with self.db.read() as session:
+            return session.scalar(select(User.id).limit(1)) is not None
+
     def list_users(self) -> list[User]:
         """Every user, by username."""
         with self.db.read() as session:

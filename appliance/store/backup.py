@@ -16,7 +16,7 @@ import tarfile
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from appliance.errors import AlreadyInitialised, BackupInvalid, EnclaveError
 from appliance.home import Home
@@ -103,8 +103,7 @@ def _extract_verified(tar: tarfile.TarFile, manifest: dict[str, Any], dest: Path
         source = tar.extractfile(member)
         if source is None:
             raise BackupInvalid(f"Entry {member.name!r} cannot be read.")
-        with target.open("wb") as handle:
-            shutil.copyfileobj(source, handle, 1 << 20)
+        _copy_member(source, target, member.name)
         target.chmod(0o600)
         if sha256_file(target) != expected[member.name].get("sha256"):
             raise BackupInvalid(f"{member.name} in the backup is damaged (checksum mismatch).")
@@ -112,6 +111,27 @@ def _extract_verified(tar: tarfile.TarFile, manifest: dict[str, Any], dest: Path
     missing = set(expected) - seen
     if missing:
         raise BackupInvalid(f"The backup is incomplete: {sorted(missing)[0]} is missing.")
+
+
+def _copy_member(source: IO[bytes], target: Path, name: str) -> None:
+    """Copy one archive member: a read failure means a damaged backup (``backup_invalid``), a
+    write failure is the disk's (``disk_full`` / ``storage_error``)."""
+    try:
+        handle = target.open("wb")
+    except OSError as exc:
+        raise storage_error(exc, f"restore {name}") from exc
+    with handle:
+        while True:
+            try:
+                block = source.read(1 << 20)
+            except (OSError, tarfile.TarError, EOFError) as exc:
+                raise BackupInvalid(f"{name} in the backup cannot be read.") from exc
+            if not block:
+                return
+            try:
+                handle.write(block)
+            except OSError as exc:
+                raise storage_error(exc, f"restore {name}") from exc
 
 
 def restore_backup(
@@ -131,7 +151,7 @@ def restore_backup(
             with tarfile.open(archive, "r:") as tar:
                 manifest = _read_manifest(tar)
                 _extract_verified(tar, manifest, staging)
-        except (OSError, tarfile.TarError) as exc:
+        except (OSError, tarfile.TarError) as exc:  # opening or walking the archive itself
             raise BackupInvalid(f"Cannot read {archive} as an Enclave backup.") from exc
         dek = Vault.load(staging / "vault.json").unwrap_with_passphrase(passphrase)
         db = Database(path=staging / "enclave.db", dek=dek)

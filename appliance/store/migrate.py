@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from datetime import UTC, datetime
@@ -31,8 +32,9 @@ def alembic_config(script_location: Path = SCRIPT_LOCATION) -> Config:
     return cfg
 
 
+@functools.lru_cache(maxsize=8)
 def head_revision(script_location: Path = SCRIPT_LOCATION) -> str | None:
-    """The newest revision the code knows."""
+    """The newest revision the code knows (the scripts are read once: /readyz asks often)."""
     return ScriptDirectory.from_config(alembic_config(script_location)).get_current_head()
 
 

@@ -166,7 +166,7 @@ async def first_admin(body: UserCreateBody, request: Request, services: Services
 
     def create() -> UserOut:
         # Cheap early refusal; the binding check is inside the write (only_if_first).
-        if services.users.list_users():
+        if services.users.has_users():
             raise Conflict("Users already exist; an administrator creates further accounts.")
         user = services.audited(
             lambda: services.users.create_user(

@@ -384,3 +384,21 @@ def test_doctor_warns_about_vault_mode(home: Path) -> None:
     vault_line = next(line for line in result.stdout.splitlines() if line.split()[1] == "vault")
     assert vault_line.startswith("warn")
     assert "chmod 600" in vault_line
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:9000"),
+        ("0.0.0.0", "http://127.0.0.1:9000"),
+        ("::", "http://[::1]:9000"),
+        ("::1", "http://[::1]:9000"),
+        ("enclave.example.org", "http://enclave.example.org:9000"),
+    ],
+)
+def test_server_url_reaches_the_local_server(host: str, expected: str, tmp_path: Path) -> None:
+    from appliance.cli.common import server_url
+
+    settings = make_settings(tmp_path, host=host, port=9000)
+    assert server_url(settings, None) == expected
+    assert server_url(settings, "http://other.example.com:1") == "http://other.example.com:1"

@@ -84,3 +84,23 @@ def test_database_write_on_full_disk_is_disk_full_and_rolls_back(tiny_disk: Path
         rows = session.scalars(select(Blob)).all()
     assert all(row.media_type == "x" * 200 for row in rows)
     appliance.seal()
+
+
+def test_restore_onto_a_full_disk_is_disk_full_and_restores_nothing(
+    tiny_disk: Path, tmp_path: Path
+) -> None:
+    from appliance.home import Home
+    from appliance.store.backup import create_backup, restore_backup
+
+    source = Appliance(make_settings(tmp_path / "source"))
+    source.initialise(PASSPHRASE)
+    source.blobs.put(iter([secrets.token_bytes(4 * 1024 * 1024)]))  # bigger than the tiny disk
+    archive = tmp_path / "backup.tar"
+    create_backup(source.home, source.db, source.current_key(), archive)
+    source.seal()
+    target = Home(tiny_disk / "home")
+    with pytest.raises(DiskFull):
+        restore_backup(archive, target, PASSPHRASE)
+    assert not target.vault_path.exists()
+    assert not target.db_path.exists()
+    assert list(target.backups_dir.iterdir()) == []  # the staging copy was removed

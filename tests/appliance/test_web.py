@@ -137,7 +137,7 @@ async def test_crash_is_a_problem_without_internals(fresh: Appliance) -> None:
     assert "Traceback" not in response.text
 
 
-async def test_openapi_is_served_locally(client: httpx.AsyncClient) -> None:
+async def test_openapi_is_gated_while_sealed(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/openapi.json")
     # The schema is public metadata, but it is gated like every API while sealed.
     assert response.status_code == 503
