@@ -79,3 +79,13 @@ class QueueFull(EngineError):
 class InvalidChatRequest(EngineError):
     code = "invalid_chat_request"
     default_message = "The chat request is not valid."
+
+
+class UnknownTool(EngineError):
+    code = "unknown_tool"
+    default_message = "The model asked for a tool that is not available to this agent."
+
+
+class ToolArgumentsInvalid(EngineError):
+    code = "tool_arguments_invalid"
+    default_message = "The tool's arguments do not match its parameters."

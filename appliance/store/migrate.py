@@ -34,15 +34,19 @@ def alembic_config(script_location: Path = SCRIPT_LOCATION) -> Config:
 
 @functools.lru_cache(maxsize=8)
 def head_revision(script_location: Path = SCRIPT_LOCATION) -> str | None:
-    """The newest revision the code knows (the scripts are read once: /readyz asks often)."""
-    return ScriptDirectory.from_config(alembic_config(script_location)).get_current_head()
+    """The newest revision(s) the code knows, ``+``-joined when capabilities branch from a common
+    parent (the scripts are read once: /readyz asks often)."""
+    heads = ScriptDirectory.from_config(alembic_config(script_location)).get_heads()
+    return "+".join(sorted(heads)) or None
 
 
 def current_revision(db: Database) -> str | None:
-    """The revision the database is at (None for an empty database)."""
+    """The revision(s) the database is at, ``+``-joined like :func:`head_revision` (None for an
+    empty database)."""
     try:
         with db.reader.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            heads = MigrationContext.configure(conn).get_current_heads()
+            return "+".join(sorted(heads)) or None
     except DatabaseError as exc:  # e.g. a damaged page under alembic_version
         raise DatabaseCorrupt(f"The schema revision cannot be read: {exc.orig}") from exc
 
@@ -80,7 +84,7 @@ def migrate(
     try:
         with db.write() as session:
             cfg.attributes["connection"] = session.connection()
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "heads")
     except Exception as exc:
         # Any failure counts: db.write() maps driver errors (bad SQL, locks) to StorageError,
         # and a faulty migration script may raise anything.

@@ -4,7 +4,8 @@ It runs in its own process (spawned, never forked) so that a crash or hang insid
 kills only this process, never the appliance. It loads the model once, then serves messages
 from the pipe one at a time:
 
-* ``{"op": "chat", "id", "messages", "max_tokens", "temperature", "stop"}`` → any number of
+* ``{"op": "chat", "id", "messages", "max_tokens", "temperature", "stop", "json_schema"}``
+  (``json_schema`` None or a schema the output is grammar-constrained to) → any number of
   ``{"id", "delta"}``, then ``{"id", "usage": {...}, "finish": reason}`` or
   ``{"id", "error": code, "message"}``;
 * ``{"op": "count_prompt", "id", "messages"}`` and ``{"op": "tokenize", "id", "text"}`` →
@@ -82,6 +83,11 @@ def _chat(model: _Model, conn: Connection, msg: dict[str, Any], backlog: deque[A
             max_tokens=msg["max_tokens"],
             temperature=msg["temperature"],
             stop=list(msg["stop"]) or None,
+            response_format=(
+                {"type": "json_object", "schema": msg["json_schema"]}
+                if msg.get("json_schema") is not None
+                else None
+            ),
             stream=True,
         ),
     )

@@ -32,12 +32,14 @@ from typing import Any
 from engine.errors import (
     ContextOverflow,
     GenerationFailed,
+    InvalidChatRequest,
     ProviderUnavailable,
     WorkerCrashed,
 )
 from engine.providers._local_worker import worker_main
 from engine.providers.base import (
     Capabilities,
+    ChatMessage,
     ChatRequest,
     Finish,
     FinishReason,
@@ -104,8 +106,10 @@ class LocalProvider:
     # --- Provider --------------------------------------------------------------------------
 
     def capabilities(self) -> Capabilities:
-        """A local chat model: streaming only, within its context window."""
-        return Capabilities(context_length=self.context_length)
+        """A local chat model: streaming and grammar-constrained JSON output within its context
+        window. Native tool calling is not offered: llama.cpp's handler is unreliable with small
+        models, so the run loop uses its own JSON-schema tool protocol instead."""
+        return Capabilities(context_length=self.context_length, json_schema=True)
 
     async def health(self) -> dict[str, Any]:
         """Whether the worker process is up, its pid, and the model file it serves."""
@@ -138,7 +142,12 @@ class LocalProvider:
         tokens; a stream stopped by ``cancel`` still ends with ``Usage`` and
         ``Finish("cancelled")``.
         """
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        if request.tools:
+            raise InvalidChatRequest(
+                "The local model does not call tools natively; use a JSON schema (json_schema) "
+                "to constrain its output instead."
+            )
+        messages = [_as_template_message(m) for m in request.messages]
         async with self._lock:
             worker = await self._ensure_worker()
             prompt_tokens = await self._ask_tokens(
@@ -156,6 +165,7 @@ class LocalProvider:
                     "max_tokens": request.max_tokens,
                     "temperature": request.temperature,
                     "stop": list(request.stop),
+                    "json_schema": request.json_schema,
                 },
             )
             turn = _Turn(request_id, cancel)
@@ -304,6 +314,17 @@ class LocalProvider:
         if "error" in reply:
             raise GenerationFailed(reply.get("message"), worker_code=reply["error"])
         return int(reply["tokens"])
+
+
+def _as_template_message(message: ChatMessage) -> dict[str, str]:
+    """A message as chat templates know it: small models' templates have no ``tool`` role and
+    no tool-call fields, so a tool result reads as a user turn that says what it is."""
+    if message.role == "tool":
+        return {
+            "role": "user",
+            "content": f"Tool result ({message.tool_call_id}): {message.content}",
+        }
+    return {"role": message.role, "content": message.content}
 
 
 def _kill(worker: _Worker) -> None:
