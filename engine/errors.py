@@ -89,3 +89,98 @@ class UnknownTool(EngineError):
 class ToolArgumentsInvalid(EngineError):
     code = "tool_arguments_invalid"
     default_message = "The tool's arguments do not match its parameters."
+
+
+class ProviderAuthFailed(EngineError):
+    """The remote endpoint refused our credentials (HTTP 401/403); retrying cannot help."""
+
+    code = "provider_auth_failed"
+    default_message = "The model endpoint refused the configured credentials."
+
+
+class ProviderRateLimited(EngineError):
+    """The remote endpoint said 429; ``retry_after`` is its Retry-After in seconds, if any."""
+
+    code = "provider_rate_limited"
+    retryable = True
+    default_message = "The model endpoint is rate limiting requests; try again shortly."
+
+    def __init__(
+        self, message: str | None = None, retry_after: float | None = None, **context: Any
+    ) -> None:
+        super().__init__(message, retry_after=retry_after, **context)
+        self.retry_after = retry_after
+
+
+class ProviderTimeout(EngineError):
+    """The endpoint did not answer, or stopped sending, within its configured timeouts."""
+
+    code = "provider_timeout"
+    retryable = True
+    default_message = "The model endpoint did not answer in time."
+
+
+class ProviderProtocolError(EngineError):
+    """The endpoint answered with something that is not the protocol it claims to speak."""
+
+    code = "provider_protocol_error"
+    default_message = "The model endpoint sent a malformed answer."
+
+
+class ProviderRejected(EngineError):
+    """The endpoint refused the request itself (HTTP 400/404/422): a configuration problem."""
+
+    code = "provider_rejected"
+    default_message = "The model endpoint rejected the request."
+
+
+class ResponseTooLarge(EngineError):
+    code = "provider_response_too_large"
+    default_message = "The model endpoint's answer exceeded the configured size limit."
+
+
+class CircuitOpen(ProviderUnavailable):
+    """Recent requests to this endpoint failed; it is not tried again until a cool-down ends."""
+
+    code = "provider_circuit_open"
+    default_message = "The model endpoint failed repeatedly and is paused for a short while."
+
+
+class ProviderFailedMidStream(EngineError):
+    """A provider failed after part of its answer had streamed; the chain does not splice
+    another model's output onto it."""
+
+    code = "provider_failed_mid_stream"
+    default_message = (
+        "The model failed part-way through its answer; the partial answer was not completed "
+        "by another model."
+    )
+
+
+class AgentDefinitionInvalid(EngineError):
+    code = "agent_definition_invalid"
+    default_message = "The agent definition is invalid."
+
+
+class ProviderConfigInvalid(EngineError):
+    """An endpoint's configuration cannot work (bad URL, unreadable CA bundle or certificate)."""
+
+    code = "provider_config_invalid"
+    default_message = "The model endpoint's configuration is not valid."
+
+
+class ModelOutputInvalid(EngineError):
+    code = "model_output_invalid"
+    default_message = (
+        "The model's reply did not follow the tool protocol, even after a repair turn."
+    )
+
+
+class ToolFailed(EngineError):
+    code = "tool_failed"
+    default_message = "A tool failed unexpectedly."
+
+
+class TurnTimeout(EngineError):
+    code = "turn_timeout"
+    default_message = "The turn took longer than the agent's turn timeout."

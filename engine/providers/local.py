@@ -197,6 +197,13 @@ class LocalProvider:
             if worker is not None:
                 await asyncio.get_running_loop().run_in_executor(None, _stop, worker)
 
+    def terminate(self) -> None:
+        """Stop the worker from synchronous code (sealing, interpreter shutdown); a request in
+        flight fails with ``worker_crashed``."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            _stop(worker)
+
     # --- worker management -----------------------------------------------------------------
 
     async def _ensure_worker(self) -> _Worker:
