@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 # Each probe starts /bin/true with no network and a read-only root; exit 0 means the tool works
 # on this kernel (user namespaces, seccomp) and not merely that the binary exists.
@@ -57,9 +60,80 @@ def probe_backend(name: str, timeout: float = 10.0) -> BackendInfo:
         reason = (probe.stderr or probe.stdout).strip().splitlines()
         why = reason[-1] if reason else f"exit status {probe.returncode}"
         return BackendInfo(name, path, version, False, f"isolation probe failed: {why}")
+    missing = _missing_helpers(name)
+    if missing:
+        return BackendInfo(name, path, version, False, missing)
+    failure = _policy_probe(name, timeout)
+    if failure:
+        return BackendInfo(name, path, version, False, f"the full policy failed: {failure}")
     return BackendInfo(
-        name, path, version, True, "isolated process started (no network, read-only root)"
+        name,
+        path,
+        version,
+        True,
+        "isolated process started under the full policy (no network, hidden home, "
+        "unprivileged, seccomp, limits)",
     )
+
+
+def _policy_probe(name: str, timeout: float) -> str | None:
+    """Run /bin/true exactly as the runner would (every mount, limit, the uid drop and the
+    seccomp filter): None when it works, else the backend's last word."""
+    # Imported here: the builders need pyseccomp, whose absence the probe above reports.
+    from sandbox.bwrap import bwrap_argv
+    from sandbox.confine import inner_command, running_as_root, sandbox_env
+    from sandbox.firejail import firejail_argv
+    from sandbox.policy import SandboxPolicy
+    from sandbox.seccomp import filter_fd
+
+    policy = SandboxPolicy()
+    fds: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="enclave-probe-") as tmp:
+        workspace = Path(tmp)
+        if running_as_root():
+            os.chown(workspace, policy.uid, policy.gid)
+        inner = inner_command(policy, ["/bin/true"], with_nproc=False)
+        if name == "bubblewrap":
+            fds.append(filter_fd())
+            argv = bwrap_argv(policy, workspace, inner, fds[0])
+        else:
+            argv = firejail_argv(policy, workspace, inner)
+        try:
+            done = subprocess.run(
+                argv,
+                env=sandbox_env(policy, str(workspace)),
+                cwd=workspace,
+                pass_fds=tuple(fds),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+        finally:
+            for fd in fds:
+                os.close(fd)
+    if done.returncode == 0:
+        return None
+    lines = (done.stderr or done.stdout).strip().splitlines()
+    return lines[-1] if lines else f"exit status {done.returncode}"
+
+
+def _missing_helpers(name: str) -> str | None:
+    """Why the policy could not be enforced with this backend, or None when it can."""
+    needed = ["prlimit"] + (["setpriv"] if os.geteuid() == 0 else [])
+    for tool in needed:
+        if shutil.which(tool, path="/usr/bin:/bin:/usr/sbin:/sbin") is None:
+            return f"{tool} (util-linux) is missing: resource limits cannot be enforced"
+    if name == "bubblewrap":
+        try:
+            from sandbox.seccomp import compiled_filter
+
+            compiled_filter()
+        except (ImportError, OSError, RuntimeError) as exc:
+            return f"the seccomp filter cannot be built (libseccomp): {exc}"
+    return None
 
 
 def detect_backends(timeout: float = 10.0) -> list[BackendInfo]:

@@ -42,3 +42,21 @@ def test_failing_probe_explains_why(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert not info.usable
     assert info.version == "bubblewrap 0.0-test"
     assert "No permissions to create new namespace" in info.detail
+
+
+def test_a_backend_that_cannot_enforce_the_full_policy_is_unusable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A bwrap that starts the simple probe but refuses the seccomp filter the policy needs.
+    fake = tmp_path / "bwrap"
+    fake.write_text(
+        "#!/bin/sh\n"
+        '[ "$1" = --version ] && { echo "bubblewrap 0.0-test"; exit 0; }\n'
+        'for a in "$@"; do [ "$a" = --seccomp ] && { echo "bwrap: seccomp refused" >&2; exit 1; }; done\n'
+        "exit 0\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}/usr/bin:/bin")
+    info = probe_backend("bubblewrap")
+    assert not info.usable
+    assert info.detail == "the full policy failed: bwrap: seccomp refused"
