@@ -1,5 +1,6 @@
 """Model providers: one contract (:mod:`engine.providers.base`) and its implementations."""
 
+from engine.providers.anthropic import AnthropicProvider
 from engine.providers.base import (
     Capabilities,
     ChatMessage,
@@ -17,17 +18,28 @@ from engine.providers.base import (
     collect,
     collect_with_tools,
 )
+from engine.providers.circuit import CircuitBreaker
+from engine.providers.fallback import FallbackChain
 from engine.providers.local import LocalProvider
+from engine.providers.openai_compat import OpenAICompatibleProvider
+from engine.providers.probe import ProbeResult, build_provider, probe
 from engine.providers.queue import FairQueue
+from engine.providers.remote import EndpointConfig
 
 __all__ = [
+    "AnthropicProvider",
     "Capabilities",
     "ChatMessage",
     "ChatRequest",
+    "CircuitBreaker",
+    "EndpointConfig",
     "FairQueue",
     "Fallback",
+    "FallbackChain",
     "Finish",
     "LocalProvider",
+    "OpenAICompatibleProvider",
+    "ProbeResult",
     "Provider",
     "QueuePosition",
     "StreamEvent",
@@ -36,6 +48,8 @@ __all__ = [
     "ToolCallDelta",
     "ToolDefinition",
     "Usage",
+    "build_provider",
     "collect",
     "collect_with_tools",
+    "probe",
 ]
