@@ -94,6 +94,9 @@ class UserService:
         self._clock = clock
         self._monotonic = monotonic
         self._dummy: str | None = None
+        # Checks run inside the write transaction that creates or re-enables an account
+        # (licensing adds its seat limit here); one raises to refuse.
+        self.activation_guards: list[Callable[[Session], None]] = []
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -160,6 +163,8 @@ class UserService:
                     )
                 if _by_name(session, username) is not None:
                     raise Conflict("A user with this name already exists.", field="username")
+                for guard in self.activation_guards:
+                    guard(session)
                 session.add(user)
         except IntegrityError as exc:
             raise Conflict("A user with this name already exists.", field="username") from exc
@@ -186,6 +191,9 @@ class UserService:
             user = _get(session, user_id)
             if disabled:
                 _keep_an_admin(session, user)
+            elif user.disabled:
+                for guard in self.activation_guards:
+                    guard(session)
             user.disabled = disabled
             user.updated_at = self._clock()
             return user

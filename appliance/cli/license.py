@@ -1,0 +1,60 @@
+"""License commands: ``enclave license import FILE`` and ``enclave license show``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from appliance.cli.common import HomeOpt, PassphraseFileOpt, reporting, unsealed_appliance
+from appliance.errors import InvalidRequest
+
+license_app = typer.Typer(
+    name="license", help="Import and show the signed license.", no_args_is_help=True
+)
+
+
+@license_app.command(name="import")
+def import_license(
+    file: Annotated[Path, typer.Argument(help="The license file from the vendor.")],
+    home: HomeOpt = None,
+    passphrase_file: PassphraseFileOpt = None,
+) -> None:
+    """Verify a license file (signature, dates, machine) and make it the license in force."""
+    with reporting():
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise InvalidRequest(f"Cannot read the license file {file}.") from exc
+        with unsealed_appliance(home, passphrase_file) as appliance:
+            services = appliance.services
+            lic = services.audited(
+                lambda: services.metering.license.import_license(data),
+                action="license.import",
+                actor="cli",
+                target=lambda imported: f"license:{imported.license_id}",
+                details=lambda imported: {"tier": imported.tier, "seats": imported.seats},
+            )
+        typer.echo(
+            f"license {lic.license_id} imported: {lic.customer}, tier {lic.tier}, "
+            f"{lic.seats} seats, expires {lic.expires_at.date().isoformat()}"
+        )
+
+
+@license_app.command()
+def show(home: HomeOpt = None, passphrase_file: PassphraseFileOpt = None) -> None:
+    """The license in force, its state, seats used and this appliance's machine id (JSON)."""
+    with reporting():
+        with unsealed_appliance(home, passphrase_file) as appliance:
+            metering = appliance.services.metering
+            body = metering.license.status().as_dict()
+            body["machine_id"] = metering.license.machine_id
+            body["seats_used"] = metering.license.seats_used()
+        typer.echo(json.dumps(body, indent=2, sort_keys=True))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``license`` command group to ``app``."""
+    app.add_typer(license_app)

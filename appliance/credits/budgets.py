@@ -1,0 +1,246 @@
+"""Spending budgets per user and per group, per day or month (UTC): ``soft`` ones notify when
+reached, ``hard`` ones refuse a call whose worst case would exceed them.
+
+A group's spending is that of its current members. Open reservations count as spent, so
+concurrent calls cannot together overrun a hard budget.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from appliance.credits.errors import BudgetExceeded
+from appliance.credits.models import CreditBudget, CreditLedgerEntry, CreditReservation
+from appliance.credits.notifications import notify, user_audience
+from appliance.errors import Conflict, InvalidRequest, NotFound
+from appliance.identity.models import Group, GroupMember, User
+from appliance.licensing.document import credits_to_micro, micro_to_credits
+from appliance.store.database import Database
+from appliance.store.schema import utcnow
+
+SCOPES = ("user", "group")
+PERIODS = ("day", "month")
+MODES = ("soft", "hard")
+RELOAD_EVERY = 5.0
+ADJECTIVE = {"day": "daily", "month": "monthly"}
+
+
+def period_start(period: str, now: datetime) -> datetime:
+    """The start (UTC) of the day or month ``now`` is in."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if period == "day" else day.replace(day=1)
+
+
+def period_key(period: str, now: datetime) -> str:
+    return now.strftime("%Y-%m-%d" if period == "day" else "%Y-%m")
+
+
+@dataclass(frozen=True)
+class Budget:
+    id: int
+    scope: str
+    subject_id: int
+    period: str
+    mode: str
+    limit: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "scope": self.scope,
+            "subject_id": self.subject_id,
+            "period": self.period,
+            "mode": self.mode,
+            "limit": micro_to_credits(self.limit),
+        }
+
+
+def _of(row: CreditBudget) -> Budget:
+    return Budget(row.id, row.scope, row.subject_id, row.period, row.mode, row.limit)
+
+
+def spent(session: Session, user_ids: list[int], since: datetime) -> int:
+    """Settled charges since ``since`` plus open reservations of these users."""
+    if not user_ids:
+        return 0
+    settled = session.scalar(
+        select(func.coalesce(func.sum(CreditLedgerEntry.amount), 0)).where(
+            CreditLedgerEntry.user_id.in_(user_ids),
+            CreditLedgerEntry.created_at >= since,
+            CreditLedgerEntry.kind == "settle",
+        )
+    )
+    held = session.scalar(
+        select(func.coalesce(func.sum(CreditReservation.amount), 0)).where(
+            CreditReservation.user_id.in_(user_ids), CreditReservation.state == "open"
+        )
+    )
+    return int(settled or 0) + int(held or 0)
+
+
+class BudgetService:
+    """Budgets of ``db`` (cached; reloaded every few seconds and after a change here)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._lock = threading.Lock()
+        self._cache: list[Budget] | None = None
+        self._loaded = 0.0
+
+    # --- CRUD -------------------------------------------------------------------------------
+
+    def all(self) -> list[Budget]:
+        """Every budget."""
+        with self.db.read() as session:
+            return [_of(r) for r in session.scalars(select(CreditBudget).order_by(CreditBudget.id))]
+
+    def create(self, scope: str, subject_id: int, period: str, mode: str, limit: Any) -> Budget:
+        """A new budget; Conflict when one with the same scope, subject, period and mode exists."""
+        amount = _check(scope, period, mode, limit)
+        now = utcnow()
+        row = CreditBudget(
+            scope=scope,
+            subject_id=subject_id,
+            period=period,
+            mode=mode,
+            limit=amount,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            with self.db.write() as session:
+                model = User if scope == "user" else Group
+                if session.get(model, subject_id) is None:
+                    raise NotFound(f"There is no such {scope}.", field="subject_id")
+                session.add(row)
+        except IntegrityError as exc:
+            raise Conflict("Such a budget already exists; change its limit instead.") from exc
+        self._cache = None
+        return _of(row)
+
+    def update(self, budget_id: int, limit: Any) -> Budget:
+        """Change a budget's limit."""
+        amount = _limit(limit)
+        with self.db.write() as session:
+            row = session.get(CreditBudget, budget_id)
+            if row is None:
+                raise NotFound("There is no such budget.")
+            row.limit, row.updated_at = amount, utcnow()
+            budget = _of(row)
+        self._cache = None
+        return budget
+
+    def delete(self, budget_id: int) -> None:
+        """Remove a budget."""
+        with self.db.write() as session:
+            row = session.get(CreditBudget, budget_id)
+            if row is None:
+                raise NotFound("There is no such budget.")
+            session.delete(row)
+        self._cache = None
+
+    # --- enforcement ------------------------------------------------------------------------
+
+    def _cached(self) -> list[Budget]:
+        cache = self._cache
+        if cache is not None and time.monotonic() - self._loaded < RELOAD_EVERY:
+            return cache
+        fresh = self.all()
+        with self._lock:
+            self._cache, self._loaded = fresh, time.monotonic()
+        return fresh
+
+    def applicable(self, session: Session, user_id: int | None) -> list[tuple[Budget, list[int]]]:
+        """The budgets that cover ``user_id``, each with the users whose spending counts."""
+        budgets = self._cached()
+        if user_id is None or not budgets:
+            return []
+        found: list[tuple[Budget, list[int]]] = [
+            (b, [user_id]) for b in budgets if b.scope == "user" and b.subject_id == user_id
+        ]
+        if any(b.scope == "group" for b in budgets):
+            groups = set(
+                session.scalars(select(GroupMember.group_id).where(GroupMember.user_id == user_id))
+            )
+            for budget in budgets:
+                if budget.scope == "group" and budget.subject_id in groups:
+                    members = list(
+                        session.scalars(
+                            select(GroupMember.user_id).where(
+                                GroupMember.group_id == budget.subject_id
+                            )
+                        )
+                    )
+                    found.append((budget, members))
+        return found
+
+    def check(
+        self, session: Session, user_id: int | None, amount: int, now: datetime
+    ) -> BudgetExceeded | None:
+        """The refusal when ``amount`` more would pass a hard budget (its notice is added in
+        this transaction; the caller commits, then raises), else None."""
+        for budget, users in self.applicable(session, user_id):
+            if budget.mode != "hard":
+                continue
+            used = spent(session, users, period_start(budget.period, now))
+            if used + amount > budget.limit:
+                _notify_reached(session, budget, user_id, now)
+                return BudgetExceeded(
+                    f"This request (up to {micro_to_credits(amount):g} credits) would exceed "
+                    f"the {ADJECTIVE[budget.period]} {budget.scope} budget of "
+                    f"{micro_to_credits(budget.limit):g} credits ({micro_to_credits(used):g} "
+                    "used). Wait for the next period, lower max_tokens, or ask an "
+                    "administrator to raise the budget.",
+                    budget_id=budget.id,
+                )
+        return None
+
+    def after_charge(self, session: Session, user_id: int | None, now: datetime) -> None:
+        """Notify once per period when a budget has been reached."""
+        for budget, users in self.applicable(session, user_id):
+            if spent(session, users, period_start(budget.period, now)) >= budget.limit:
+                _notify_reached(session, budget, user_id, now)
+
+
+def _notify_reached(session: Session, budget: Budget, user_id: int | None, now: datetime) -> None:
+    message = (
+        f"The {budget.mode} {ADJECTIVE[budget.period]} budget of {budget.scope} {budget.subject_id} "
+        f"({micro_to_credits(budget.limit):g} credits) has been reached."
+    )
+    key = f"budget:{budget.id}:{period_key(budget.period, now)}"
+    notify(session, "budget_reached", message, dedupe_key=key, now=now)
+    if user_id is not None and budget.scope == "user":
+        notify(
+            session,
+            "budget_reached",
+            message,
+            audience=user_audience(user_id),
+            dedupe_key=f"{key}:user",
+            now=now,
+        )
+
+
+def _limit(limit: Any) -> int:
+    try:
+        amount = credits_to_micro(limit)
+    except ValueError as exc:
+        raise InvalidRequest(f"Invalid budget limit: {exc}.", field="limit") from exc
+    return amount
+
+
+def _check(scope: str, period: str, mode: str, limit: Any) -> int:
+    if scope not in SCOPES:
+        raise InvalidRequest("scope is `user` or `group`.", field="scope")
+    if period not in PERIODS:
+        raise InvalidRequest("period is `day` or `month`.", field="period")
+    if mode not in MODES:
+        raise InvalidRequest("mode is `soft` or `hard`.", field="mode")
+    return _limit(limit)

@@ -1,0 +1,503 @@
+"""The credit meter: reserve → settle → release, grants and vouchers, over the hash-chained
+ledger. Every movement reads the ledger's tail and appends to it inside one write transaction
+(``BEGIN IMMEDIATE``), so the balance check and the entry that uses it are atomic across
+threads and processes: the balance can never go negative (the table's CHECK constraints are
+the last line of defence).
+
+A reservation not settled or released within ``reservation_ttl`` (a crash, a killed process)
+expires: :meth:`CreditMeter.expire_stale` releases it at the next start and at the daily check.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.orm import Session
+
+from appliance.credits import ledger
+from appliance.credits.budgets import BudgetService
+from appliance.credits.errors import CreditsExhausted
+from appliance.credits.group_commit import GroupCommit
+from appliance.credits.models import CreditLedgerEntry, CreditReservation
+from appliance.credits.notifications import notify
+from appliance.credits.prices import PriceTable
+from appliance.errors import EnclaveError, NotFound
+from appliance.licensing.document import LicensePayload, VoucherPayload, micro_to_credits
+from appliance.licensing.errors import LicenseReadOnly, VoucherAlreadyRedeemed
+from appliance.licensing.service import LicenseService
+from appliance.store.database import Database
+from appliance.store.schema import utcnow
+
+LOW_BALANCE = (20, 5)
+RESERVATIONS = cast(Table, CreditReservation.__table__)
+USER_PRINCIPAL = re.compile(r"^user:(\d+)$")
+REFERENCE_TTL = 30.0
+
+
+def user_id_of(principal: str | None) -> int | None:
+    """The user id in a ``user:<id>`` principal (None for a system principal)."""
+    match = USER_PRINCIPAL.match(principal or "")
+    return int(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Credits reserved for one call."""
+
+    id: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class Balance:
+    """The account: credits held by the organisation, those reserved, and what is free."""
+
+    balance: int
+    reserved: int
+    entries: int
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.reserved
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "balance": micro_to_credits(self.balance),
+            "reserved": micro_to_credits(self.reserved),
+            "available": micro_to_credits(self.available),
+            "balance_micro": self.balance,
+            "reserved_micro": self.reserved,
+            "available_micro": self.available,
+        }
+
+
+class CreditMeter:
+    """Credits of one appliance."""
+
+    def __init__(
+        self,
+        db: Database,
+        key: bytes,
+        prices: PriceTable,
+        budgets: BudgetService,
+        licensing: LicenseService,
+        *,
+        reservation_ttl: timedelta = timedelta(hours=1),
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self._key = key
+        self.prices = prices
+        self.budgets = budgets
+        self.licensing = licensing
+        self.reservation_ttl = reservation_ttl
+        self._clock = clock
+        self._ref_lock = threading.Lock()
+        self._reference: tuple[int, int] | None = None
+        self._reference_at = 0.0
+        self._writes = GroupCommit(db)
+        licensing.grant_listeners.append(self.grant_license_credits)
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def balance(self) -> Balance:
+        """The account after the last ledger entry."""
+        with self.db.read() as session:
+            tail = ledger.read_tail(session)
+        return Balance(tail.balance, tail.reserved, tail.id)
+
+    def verify(self) -> ledger.VerifyResult:
+        """Check the ledger's chain and replayed balances."""
+        return ledger.verify(self.db, self._key)
+
+    def entries(self, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """Ledger entries after position ``after``, oldest first."""
+        stmt = (
+            select(CreditLedgerEntry)
+            .where(CreditLedgerEntry.id > after)
+            .order_by(CreditLedgerEntry.id)
+            .limit(limit)
+        )
+        with self.db.read() as session:
+            return [_entry_dict(e) for e in session.scalars(stmt)]
+
+    # --- reserve / settle / release ---------------------------------------------------------
+
+    def reserve(
+        self,
+        *,
+        principal: str | None,
+        provider: str,
+        model: str,
+        prompt_tokens: int,
+        max_tokens: int,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        step: int | None = None,
+    ) -> Hold | None:
+        """Set aside the worst case of a call (prompt + max output tokens at the model's price)
+        in one write transaction; None when unlicensed (unmetered). Raises
+        :class:`CreditsExhausted`, :class:`BudgetExceeded` or :class:`LicenseReadOnly`."""
+        status = self.licensing.status()
+        if status.read_only:
+            raise LicenseReadOnly()
+        if not status.metered:
+            return None
+        amount = self.prices.for_model(provider, model).tokens_cost(prompt_tokens, max_tokens)
+        user_id = user_id_of(principal)
+        hold = Hold(uuid.uuid4().hex, amount)
+        now = self._clock()
+
+        # Run by the group commit: may share a transaction with concurrent calls, and may run
+        # twice (see GroupCommit), so it only touches the session and returns the refusal.
+        def write(session: Session) -> EnclaveError | None:
+            tail = ledger.read_tail(session)
+            if tail.available < amount:
+                self._notify_low(session, tail.available, now, exhausted=True)
+                return CreditsExhausted(
+                    f"This request needs up to {micro_to_credits(amount):g} credits; "
+                    f"{micro_to_credits(tail.available):g} are available. Ask an administrator "
+                    "to redeem a top-up voucher, or lower max_tokens.",
+                )
+            denial = self.budgets.check(session, user_id, amount, now)
+            if denial is None:
+                fields = _call_fields(principal, user_id, agent_id, provider, model)
+                ledger.append(
+                    session,
+                    self._key,
+                    tail,
+                    "reserve",
+                    amount,
+                    now,
+                    reservation_id=hold.id,
+                    **fields,
+                )
+                session.connection().execute(
+                    insert(RESERVATIONS),
+                    {
+                        "id": hold.id,
+                        "created_at": now,
+                        "expires_at": now + self.reservation_ttl,
+                        "amount": amount,
+                        "state": "open",
+                        "principal": principal,
+                        "user_id": user_id,
+                        "agent_id": agent_id,
+                        "provider": provider,
+                        "model": model,
+                        "run_id": run_id,
+                        "step": step,
+                    },
+                )
+            return denial
+
+        denial = self._writes.run(write)
+        if denial is not None:
+            raise denial
+        return hold
+
+    def settle(self, hold_id: str, prompt_tokens: int, completion_tokens: int) -> int:
+        """Charge the real usage of a reserved call and release the rest; returns the charge.
+
+        A reservation already released (it expired) is charged directly, as far as the free
+        balance goes (the shortfall is recorded). Settling twice changes nothing."""
+        now = self._clock()
+
+        def write(session: Session) -> int:
+            res = (
+                session.connection()
+                .execute(select(RESERVATIONS).where(RESERVATIONS.c.id == hold_id))
+                .first()
+            )
+            if res is None:
+                raise NotFound("There is no such reservation.")
+            if res.state == "settled":
+                return 0
+            cost = self.prices.for_model(res.provider, res.model).tokens_cost(
+                prompt_tokens, completion_tokens
+            )
+            fields = _call_fields(res.principal, res.user_id, res.agent_id, res.provider, res.model)
+            fields.update(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+            tail = ledger.read_tail(session)
+            extra = cost
+            if res.state == "open":
+                covered = min(cost, res.amount)
+                tail = ledger.append(
+                    session,
+                    self._key,
+                    tail,
+                    "settle",
+                    covered,
+                    now,
+                    reservation_id=hold_id,
+                    **fields,
+                )
+                if res.amount > covered:
+                    tail = ledger.append(
+                        session,
+                        self._key,
+                        tail,
+                        "release",
+                        res.amount - covered,
+                        now,
+                        reservation_id=hold_id,
+                        **_call_fields(
+                            res.principal, res.user_id, res.agent_id, res.provider, res.model
+                        ),
+                    )
+                extra = cost - covered
+            charged = cost - extra
+            if extra:
+                direct = min(extra, tail.available)
+                details = {"reservation": hold_id, "uncovered": extra - direct}
+                if res.state == "open":  # the tokens are already on the covered settle
+                    fields.update(prompt_tokens=None, completion_tokens=None)
+                if direct:
+                    tail = ledger.append(
+                        session,
+                        self._key,
+                        tail,
+                        "settle",
+                        direct,
+                        now,
+                        details=json.dumps(details, sort_keys=True),
+                        **fields,
+                    )
+                charged += direct
+            session.connection().execute(
+                update(RESERVATIONS).where(RESERVATIONS.c.id == hold_id).values(state="settled")
+            )
+            self.budgets.after_charge(session, res.user_id, now)
+            self._notify_low(session, tail.available, now)
+            return charged
+
+        return self._writes.run(write)
+
+    def release(self, hold_id: str, reason: str = "released") -> None:
+        """Give back everything reserved for a call that produced no usage (no-op if closed)."""
+        now = self._clock()
+
+        def write(session: Session) -> None:
+            res = session.get(CreditReservation, hold_id)
+            if res is None:
+                raise NotFound("There is no such reservation.")
+            if res.state == "open":
+                self._release_in(session, res, now, reason)
+
+        self._writes.run(write)
+
+    def _release_in(
+        self, session: Session, res: CreditReservation, now: datetime, reason: str
+    ) -> None:
+        tail = ledger.read_tail(session)
+        ledger.append(
+            session,
+            self._key,
+            tail,
+            "release",
+            res.amount,
+            now,
+            reservation_id=res.id,
+            details=json.dumps({"reason": reason}),
+            **_call_fields(res.principal, res.user_id, res.agent_id, res.provider, res.model),
+        )
+        res.state = "released" if reason == "released" else "expired"
+
+    def expire_stale(self) -> int:
+        """Release every open reservation past its expiry (left by a crash); returns how many."""
+        now = self._clock()
+        with self.db.write() as session:
+            stale = list(
+                session.scalars(
+                    select(CreditReservation)
+                    .where(CreditReservation.state == "open", CreditReservation.expires_at < now)
+                    .order_by(CreditReservation.created_at)
+                )
+            )
+            for res in stale:
+                self._release_in(session, res, now, "expired")
+        return len(stale)
+
+    def charge_tool(
+        self, principal: str | None, tool: str, seconds: float, agent_id: str | None
+    ) -> int:
+        """Charge sandbox time (after the fact, as far as the free balance goes)."""
+        status = self.licensing.status()
+        if not status.metered:
+            return 0
+        cost = self.prices.for_tool(tool).seconds_cost(seconds)
+        if cost <= 0:
+            return 0
+        now = self._clock()
+        user_id = user_id_of(principal)
+        with self.db.write() as session:
+            tail = ledger.read_tail(session)
+            direct = min(cost, tail.available)
+            if direct:
+                fields = _call_fields(principal, user_id, agent_id, "tool", tool)
+                details = json.dumps({"seconds": round(seconds, 3), "uncovered": cost - direct})
+                tail = ledger.append(
+                    session, self._key, tail, "settle", direct, now, details=details, **fields
+                )
+                self.budgets.after_charge(session, user_id, now)
+                self._notify_low(session, tail.available, now)
+        return direct
+
+    # --- credits in -------------------------------------------------------------------------
+
+    def grant_license_credits(self, session: Session, lic: LicensePayload, now: datetime) -> None:
+        """The license's one-off grant and this month's grant, each applied once (a
+        :class:`LicenseService` grant listener: runs in its write transaction)."""
+        grants = [(f"license:{lic.license_id}:once", lic.once_micro)]
+        if lic.monthly_micro and now >= lic.not_before:
+            grants.append((f"license:{lic.license_id}:month:{now:%Y-%m}", lic.monthly_micro))
+        for reference, amount in grants:
+            if amount <= 0 or _has_reference(session, reference):
+                continue
+            tail = ledger.read_tail(session)
+            ledger.append(session, self._key, tail, "grant", amount, now, reference=reference)
+        self._reference = None
+
+    def redeem(self, voucher: VoucherPayload, principal: str | None = None) -> Balance:
+        """Credit a verified voucher, once."""
+        now = self._clock()
+        reference = f"voucher:{voucher.voucher_id}"
+        with self.db.write() as session:
+            if _has_reference(session, reference):
+                raise VoucherAlreadyRedeemed(
+                    f"Voucher {voucher.voucher_id} was already redeemed; a voucher is single-use."
+                )
+            tail = ledger.read_tail(session)
+            tail = ledger.append(
+                session,
+                self._key,
+                tail,
+                "voucher",
+                voucher.micro,
+                now,
+                reference=reference,
+                principal=principal,
+                details=json.dumps({"license_id": voucher.license_id}),
+            )
+        self._reference = None
+        return Balance(tail.balance, tail.reserved, tail.id)
+
+    def adjust(self, amount: int, reason: str, principal: str | None) -> Balance:
+        """A manual correction (positive or negative micro-credits) with its reason."""
+        now = self._clock()
+        with self.db.write() as session:
+            tail = ledger.read_tail(session)
+            if tail.available + amount < 0:
+                raise CreditsExhausted("The adjustment would take more than the free balance.")
+            tail = ledger.append(
+                session,
+                self._key,
+                tail,
+                "adjustment",
+                amount,
+                now,
+                principal=principal,
+                details=json.dumps({"reason": reason}),
+            )
+        return Balance(tail.balance, tail.reserved, tail.id)
+
+    # --- notices ----------------------------------------------------------------------------
+
+    def _reference_level(self, session: Session) -> tuple[int, int] | None:
+        """(entry id, free balance) right after the latest grant or voucher: 100 % for the
+        low-balance notices."""
+        if self._reference is not None and time.monotonic() - self._reference_at < REFERENCE_TTL:
+            return self._reference
+        row = session.execute(
+            select(
+                CreditLedgerEntry.id,
+                CreditLedgerEntry.balance_after - CreditLedgerEntry.reserved_after,
+            )
+            .where(CreditLedgerEntry.kind.in_(("grant", "voucher")))
+            .order_by(CreditLedgerEntry.id.desc())
+            .limit(1)
+        ).first()
+        with self._ref_lock:
+            self._reference = None if row is None else (int(row[0]), int(row[1]))
+            self._reference_at = time.monotonic()
+        return self._reference
+
+    def _notify_low(
+        self, session: Session, available: int, now: datetime, exhausted: bool = False
+    ) -> None:
+        ref = self._reference_level(session)
+        if ref is None or ref[1] <= 0:
+            return
+        ref_id, level = ref
+        if exhausted:
+            notify(
+                session,
+                "credits_exhausted",
+                "A request was refused: the credits are used up. Redeem a top-up voucher.",
+                dedupe_key=f"credits_exhausted:{ref_id}",
+                now=now,
+            )
+            return
+        for pct in LOW_BALANCE:
+            if available * 100 <= level * pct:
+                notify(
+                    session,
+                    "low_balance",
+                    f"Credits are low: {micro_to_credits(available):g} left, {pct} % or less "
+                    "of the last top-up. Redeem a top-up voucher before they run out.",
+                    dedupe_key=f"low_balance:{pct}:{ref_id}",
+                    now=now,
+                )
+
+
+def _call_fields(
+    principal: str | None,
+    user_id: int | None,
+    agent_id: str | None,
+    provider: str | None,
+    model: str | None,
+) -> dict[str, Any]:
+    return {
+        "principal": principal,
+        "user_id": user_id,
+        "agent_id": agent_id,
+        "provider": provider,
+        "model": model,
+    }
+
+
+def _has_reference(session: Session, reference: str) -> bool:
+    found = session.scalar(
+        select(CreditLedgerEntry.id).where(CreditLedgerEntry.reference == reference)
+    )
+    return found is not None
+
+
+def _entry_dict(entry: CreditLedgerEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "created_at": entry.created_at.isoformat(),
+        "kind": entry.kind,
+        "amount": micro_to_credits(entry.amount),
+        "balance_after": micro_to_credits(entry.balance_after),
+        "reserved_after": micro_to_credits(entry.reserved_after),
+        "reservation_id": entry.reservation_id,
+        "reference": entry.reference,
+        "principal": entry.principal,
+        "agent_id": entry.agent_id,
+        "provider": entry.provider,
+        "model": entry.model,
+        "prompt_tokens": entry.prompt_tokens,
+        "completion_tokens": entry.completion_tokens,
+        "details": json.loads(entry.details) if entry.details else None,
+        "entry_hash": entry.entry_hash,
+    }

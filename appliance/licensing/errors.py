@@ -1,0 +1,79 @@
+"""Typed errors of licensing: a refused license or voucher file, and the limits a license sets."""
+
+from __future__ import annotations
+
+from appliance.errors import EnclaveError
+
+
+class LicenseInvalid(EnclaveError):
+    code = "license_invalid"
+    http_status = 422
+    title = "License or voucher rejected"
+    default_message = (
+        "The file is not a valid Enclave license or voucher (damaged, altered or not signed by "
+        "the vendor). Ask the vendor for a new file; nothing was changed."
+    )
+
+
+class LicenseExpired(EnclaveError):
+    code = "license_expired"
+    http_status = 422
+    title = "License expired"
+    default_message = "This license (or voucher) has expired; ask the vendor for a current one."
+
+
+class LicenseNotYetValid(EnclaveError):
+    code = "license_not_yet_valid"
+    http_status = 422
+    title = "License not yet valid"
+    default_message = "This license is not valid yet; import it on or after its start date."
+
+
+class LicenseWrongMachine(EnclaveError):
+    code = "license_wrong_machine"
+    http_status = 422
+    title = "License for another machine"
+    default_message = (
+        "This license is bound to another installation; send the vendor this appliance's "
+        "machine id (`enclave license show`)."
+    )
+
+
+class VoucherWrongLicense(EnclaveError):
+    code = "voucher_wrong_license"
+    http_status = 422
+    title = "Voucher for another license"
+    default_message = "This voucher was issued for another license; nothing was credited."
+
+
+class VoucherAlreadyRedeemed(EnclaveError):
+    code = "voucher_already_redeemed"
+    http_status = 409
+    title = "Voucher already redeemed"
+    default_message = "This voucher has already been redeemed; a voucher is single-use."
+
+
+class NoLicense(EnclaveError):
+    code = "no_license"
+    http_status = 404
+    title = "No license"
+    default_message = "No license has been imported; import one with `enclave license import`."
+
+
+class SeatsExceeded(EnclaveError):
+    code = "seats_exceeded"
+    http_status = 402
+    title = "No free seat"
+    default_message = (
+        "Every licensed seat is taken: disable a user or import a license with more seats."
+    )
+
+
+class LicenseReadOnly(EnclaveError):
+    code = "license_read_only"
+    http_status = 403
+    title = "License expired: read-only"
+    default_message = (
+        "The license has expired and its grace period is over: Enclave is read-only (no new "
+        "runs; everything can still be read and exported). Import a new license to continue."
+    )

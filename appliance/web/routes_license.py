@@ -1,0 +1,58 @@
+"""/api/v1/license: the license in force (status for everyone, details and import for admins)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool as call
+from pydantic import BaseModel, Field
+
+from appliance.web.auth import Admin, AnyUser, ServicesDep
+
+router = APIRouter(prefix="/api/v1/license", tags=["license"])
+
+
+class LicenseImportBody(BaseModel):
+    """A license file's content, as the vendor sent it (one line of JSON)."""
+
+    license: str = Field(min_length=1, max_length=65536)
+
+
+@router.get("/status")
+async def license_status(_: AnyUser, services: ServicesDep) -> dict[str, Any]:
+    """State (for the banner), days left and whether a clock rollback was seen."""
+    status = await call(services.metering.license.status)
+    body = status.as_dict()
+    lic = body.pop("license")
+    body["tier"] = lic["tier"] if lic else None
+    body["features"] = lic["features"] if lic else None
+    return body
+
+
+@router.get("")
+async def show_license(_: Admin, services: ServicesDep) -> dict[str, Any]:
+    """The license in force in full, seats used and this appliance's machine id."""
+    licensing = services.metering.license
+    status = await call(licensing.status)
+    body = status.as_dict()
+    body["machine_id"] = licensing.machine_id
+    body["seats_used"] = await call(licensing.seats_used)
+    return body
+
+
+@router.post("")
+async def import_license(
+    body: LicenseImportBody, principal: Admin, services: ServicesDep
+) -> dict[str, Any]:
+    """Verify and install a license (a downgrade deletes nothing); audited."""
+    lic = await call(
+        services.audited,
+        lambda: services.metering.license.import_license(body.license),
+        action="license.import",
+        actor=principal.actor,
+        target=lambda imported: f"license:{imported.license_id}",
+        details=lambda imported: {"tier": imported.tier, "seats": imported.seats},
+    )
+    status = await call(services.metering.license.status)
+    return {"imported": lic.license_id, **status.as_dict()}

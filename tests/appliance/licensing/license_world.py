@@ -1,0 +1,43 @@
+"""Shared set-up for the licensing and credit tests: a test vendor key pair (generated here,
+never the shipped one), appliances that trust it, and signed files."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from appliance import Appliance, EnclaveSettings
+from tests.conftest import PASSPHRASE, make_settings
+
+ROOT = Path(__file__).resolve().parents[3]
+VENDOR_DIR = ROOT / "packaging" / "vendor"
+
+
+def vendor_tool() -> Any:
+    """The vendor tool's package (``packaging/vendor``; importable without installing it)."""
+    if str(VENDOR_DIR) not in sys.path:
+        sys.path.insert(0, str(VENDOR_DIR))
+    return importlib.import_module("enclave_vendor")
+
+
+def make_issuer(directory: Path) -> Any:
+    """A fresh vendor key pair in ``directory`` and an issuer signing with it."""
+    tool = vendor_tool()
+    tool.generate_keypair(directory)
+    return tool.Issuer(directory)
+
+
+def licensed_settings(home: Path, issuer: Any, **overrides: object) -> EnclaveSettings:
+    """Settings whose appliance trusts ``issuer``'s public key."""
+    return make_settings(
+        home, license_public_keys=issuer.directory / "vendor-ed25519.pem", **overrides
+    )
+
+
+def open_appliance(settings: EnclaveSettings) -> Appliance:
+    """An initialised, unsealed appliance (the caller seals it)."""
+    appliance = Appliance(settings)
+    appliance.initialise(PASSPHRASE)
+    return appliance
