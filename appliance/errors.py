@@ -234,6 +234,20 @@ class ModelHashMismatch(EnclaveError):
     default_message = "The model file's sha256 does not match its catalog entry; it was refused."
 
 
+class ModelUnknown(EnclaveError):
+    code = "model_unknown"
+    http_status = 422
+    title = "Model unknown"
+    default_message = "The agent names a model that is neither in the catalog nor a configured endpoint."
+
+
+class ModelMemoryInsufficient(EnclaveError):
+    code = "model_memory_insufficient"
+    http_status = 503
+    title = "Not enough memory for the model"
+    default_message = "There is not enough free memory to load the model; unload others or add memory."
+
+
 # --- request-level --------------------------------------------------------------------------
 
 
@@ -318,3 +332,82 @@ class WeakPassword(EnclaveError):
     http_status = 422
     title = "Password too weak"
     default_message = "The password must be at least 12 characters long."
+
+
+# --- agents ---------------------------------------------------------------------------------
+
+
+class AgentInvalid(EnclaveError):
+    """An agent definition (or import document) failed validation; ``context.field`` names
+    the first offending field."""
+
+    code = "agent_definition_invalid"
+    http_status = 422
+    title = "Agent definition invalid"
+    default_message = "The agent definition is invalid."
+
+
+class AgentArchived(EnclaveError):
+    code = "agent_archived"
+    http_status = 409
+    title = "Agent archived"
+    default_message = "This agent is archived: it can no longer be run or edited."
+
+
+# --- sandbox --------------------------------------------------------------------------------
+
+
+class SandboxUnavailable(EnclaveError):
+    """No sandbox backend works (or the one asked for does not): code is refused, never run
+    unsandboxed. ``enclave doctor`` says why each backend fails."""
+
+    code = "sandbox_unavailable"
+    http_status = 503
+    title = "Sandbox unavailable"
+    default_message = (
+        "No sandbox backend works on this machine; code tools are disabled. "
+        "Run `enclave doctor` to see why."
+    )
+
+
+class SandboxRequestInvalid(EnclaveError):
+    """A sandbox limit or path is out of range (``sandbox_policy_invalid`` and the workspace
+    path errors of the sandbox layer)."""
+
+    code = "sandbox_request_invalid"
+    http_status = 422
+    title = "Sandbox request invalid"
+    default_message = "The sandbox request is not valid."
+
+
+# --- model providers ------------------------------------------------------------------------
+
+
+class ProviderEndpointInvalid(EnclaveError):
+    """An endpoint's settings cannot work (URL scheme, timeouts, TLS files); nothing is saved."""
+
+    code = "provider_endpoint_invalid"
+    http_status = 422
+    title = "Provider endpoint invalid"
+    default_message = "The model endpoint's settings are not valid; nothing was saved."
+
+
+class ProviderSecretUnreadable(EnclaveError):
+    """A stored endpoint API key does not decrypt with the current data key."""
+
+    code = "provider_secret_unreadable"
+    http_status = 409
+    title = "Provider secret unreadable"
+    default_message = (
+        "The endpoint's stored API key cannot be decrypted with the current data key; "
+        "enter the key again."
+    )
+
+
+class McpServerUnreachable(EnclaveError):
+    """An MCP server could not be started or reached, or did not list its tools."""
+
+    code = "mcp_server_unreachable"
+    http_status = 502
+    title = "MCP server unreachable"
+    default_message = "The MCP server could not be started or reached."

@@ -32,6 +32,7 @@ from appliance.errors import (
     WrongPassphrase,
 )
 from appliance.home import Home
+from appliance.identity.models import User
 from appliance.keys.attempts import UnsealAttempts
 from appliance.keys.secret import DataKey, key_id_for
 from appliance.keys.vault import (
@@ -41,12 +42,17 @@ from appliance.keys.vault import (
     read_keyfile,
     write_keyfile,
 )
+from appliance.providers import rewrap as rewrap_provider_secrets
+from appliance.runs import RunService, build_hub, build_runs
+from appliance.runs.hub import ModelHub
 from appliance.services import Services
 from appliance.settings import EnclaveSettings
 from appliance.store.blobs import BlobStore
 from appliance.store.database import Database
 from appliance.store.migrate import is_current, migrate
 from appliance.store.schema import Installation
+from engine.agents import AgentDefinition
+from engine.tools.base import Tool
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +81,9 @@ class Appliance:
         self._audit_key: bytes | None = None
         self._services: Services | None = None
         self._services_key: bytes | None = None
+        # Loaded models outlive a rekey; runs are rebuilt with the services they use.
+        self._hub: ModelHub | None = None
+        self._runs: RunService | None = None
 
     # --- state ------------------------------------------------------------------------------
 
@@ -118,6 +127,37 @@ class Appliance:
             self._services = Services.build(self._db, self._dek, self._audit_key, self.settings)
             self._services_key = self._dek.key_id
         return self._services
+
+    def cached_services(self) -> Services | None:
+        """The services if built for the current key (no database work), else None: lets the
+        web layer skip a thread hop on every request."""
+        if self._dek is None or self._services_key != self._dek.key_id:
+            return None
+        return self._services
+
+    @property
+    def runs(self) -> RunService:
+        """Agent runs and the models they use; :class:`Sealed` while sealed."""
+        services = self.services
+        with self._lock:
+            if self._runs is None or self._runs.services is not services:
+                if self._hub is None:
+                    self._hub = build_hub(lambda: self.services, self.settings, self.home)
+                self._runs = build_runs(services, self.settings, self.home, self._hub)
+                self._runs.user_tools = self._knowledge_tools
+            return self._runs
+
+    def _knowledge_tools(self, user: User, definition: AgentDefinition) -> list[Tool]:
+        """The ``knowledge_search`` tool for an agent that enables it, searching as ``user``
+        over the agent's bases (all the user may use when it names none)."""
+        if "knowledge_search" not in definition.tool_names():
+            return []
+        # Imported here: the knowledge runtime is built over this module's Appliance.
+        from appliance.knowledge.runtime import knowledge_runtime
+        from appliance.knowledge.tool_backend import knowledge_tool
+
+        searcher = knowledge_runtime(self).searcher
+        return [knowledge_tool(searcher, user, list(definition.knowledge_bases) or None)]
 
     def current_key(self) -> DataKey:
         """The data key in memory (for backups); :class:`Sealed` while sealed."""
@@ -276,6 +316,12 @@ class Appliance:
                     except Exception:  # sealing must succeed whatever the database says
                         log.warning("audit.seal_not_recorded", exc_info=True)
                 self._db.dispose()
+            if self._runs is not None:
+                self._runs.cancel_all()
+            if self._hub is not None:
+                self._hub.terminate()
+            self._runs = None
+            self._hub = None
             self._db = None
             self._blobs = None
             self._dek = None
@@ -397,6 +443,10 @@ class Appliance:
             1 for blob_id in self.blobs.iter_ids() if self.blobs.reencrypt(blob_id, new_blob_id)
         )
         if self._dek != new:
+            if self._dek is not None:
+                # Endpoint API keys are sealed under a subkey of the data key; rows already
+                # moved (an interrupted rekey) are skipped, so this may run twice.
+                rewrap_provider_secrets(self.db, self._dek, new)
             self.db.rekey(new)
             self._db = self._open_database(new)
             self._db.verify_key()

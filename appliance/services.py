@@ -7,13 +7,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from appliance.agents import AgentService, ConversationService
 from appliance.audit import AuditLog
+from appliance.credits.metering import Metering, build_metering
 from appliance.identity.acl import AclService
 from appliance.identity.api_keys import ApiKeyService
 from appliance.identity.groups import GroupService
 from appliance.identity.tokens import TokenPolicy, TokenService
 from appliance.identity.users import UserService
 from appliance.keys.secret import DataKey
+from appliance.providers import ProviderService
 from appliance.settings import EnclaveSettings
 from appliance.store.database import Database
 
@@ -32,6 +35,10 @@ class Services:
     audit: AuditLog
     acl: AclService
     db: Database
+    agents: AgentService
+    conversations: ConversationService
+    providers: ProviderService
+    metering: Metering
 
     def audited(self, fn: Callable[[], T], *, action: str, **entry: AuditValue) -> T:
         """Run ``fn`` and append its audit entry in one write transaction: both happen or
@@ -52,12 +59,21 @@ class Services:
             idle_timeout=timedelta(minutes=settings.session_idle_minutes),
             absolute_timeout=timedelta(hours=settings.session_absolute_hours),
         )
+        users = UserService(db)
+        metering = build_metering(db, settings, users)
+        metering.start()
         return cls(
-            users=UserService(db),
+            users=users,
             groups=GroupService(db),
             api_keys=ApiKeyService(db),
             tokens=TokenService(db, dek.derive("jwt-signing"), policy),
             audit=AuditLog(db, audit_key),
             acl=AclService(db),
             db=db,
+            # Stateless over db: their own ACL and audit handles write to the same tables.
+            agents=AgentService(db, AclService(db), AuditLog(db, audit_key)),
+            conversations=ConversationService(db, AclService(db)),
+            # Endpoint API keys are sealed under a subkey of the data key.
+            providers=ProviderService(db, dek),
+            metering=metering,
         )

@@ -5,6 +5,7 @@ Every field here is documented in docs/configuration.md; a test keeps the two in
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -54,6 +55,78 @@ class EnclaveSettings(BaseSettings):
         20, ge=1, description="Login/unseal/init requests per minute per address and credential."
     )
     unseal_max_attempts: int = Field(5, ge=1, description="Wrong passphrases before backoff.")
+    license_public_keys: Path | None = Field(
+        None, description="Vendor public key (PEM) or folder of them; default: the shipped keys."
+    )
+    license_required: bool = Field(
+        False, description="Without an imported license, Enclave is read-only (else unmetered)."
+    )
+    reservation_expiry_seconds: int = Field(
+        3600, ge=1, description="An unsettled credit reservation is released after this long."
+    )
+    knowledge_max_upload_mb: int = Field(
+        256, ge=1, description="Largest file a knowledge base accepts (MB)."
+    )
+    knowledge_embedder: str = Field(
+        "minilm-l6-v2-int8", description="Embedding model of new knowledge bases."
+    )
+    knowledge_embed_threads: int = Field(
+        0, ge=0, description="CPU threads for embedding (0: all cores)."
+    )
+    knowledge_yara_dir: Path | None = Field(
+        None, description="Folder of YARA rules (*.yar) every upload is scanned with."
+    )
+    knowledge_clamd_socket: Path | None = Field(
+        None, description="clamd UNIX socket; when set, every upload is scanned by ClamAV."
+    )
+    knowledge_bm25_weight: float = Field(
+        1.0, ge=0, description="Weight of the BM25 ranking in hybrid search (RRF)."
+    )
+    knowledge_dense_weight: float = Field(
+        1.0, ge=0, description="Weight of the dense ranking in hybrid search (RRF)."
+    )
+    sandbox_backend: str | None = Field(
+        None,
+        pattern="^(bwrap|bubblewrap|firejail)$",
+        description="Sandbox backend for code tools; default: the strongest that works here.",
+    )
+    sandbox_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="Wall-clock limit of one sandboxed run (seconds)."
+    )
+    sandbox_cpu_seconds: int = Field(
+        10, ge=1, le=3600, description="CPU-time limit of one sandboxed run (seconds)."
+    )
+    sandbox_memory_mb: int = Field(
+        1024, ge=16, le=65536, description="Memory (address space and cgroup) limit per run (MB)."
+    )
+    sandbox_max_processes: int = Field(
+        64, ge=1, le=4096, description="Processes and threads one sandboxed run may have."
+    )
+    sandbox_max_output_bytes: int = Field(
+        1_000_000, ge=1024, description="Bytes of stdout/stderr kept per run (the rest: cut)."
+    )
+    sandbox_secret_paths: list[Path] = Field(
+        default_factory=list,
+        description="Extra paths made invisible inside the sandbox (JSON list), besides home.",
+    )
+    model_threads: int = Field(
+        default_factory=lambda: max(1, len(os.sched_getaffinity(0))),
+        ge=1,
+        le=256,
+        description="CPU threads llama.cpp uses per local model (default: every usable core).",
+    )
+    model_context_length: int = Field(
+        4096, ge=512, le=131072, description="Upper bound on a local model's context window."
+    )
+    model_queue_max_waiting: int = Field(
+        32, ge=0, le=10000, description="Requests that may wait for a busy local model."
+    )
+    model_idle_unload_s: int = Field(
+        900, ge=0, description="Seconds a local model stays loaded unused (0: never unload)."
+    )
+    run_retention_s: int = Field(
+        600, ge=10, description="Seconds a finished run's events stay available for resume."
+    )
 
     @field_validator("home", mode="before")
     @classmethod

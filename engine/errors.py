@@ -184,3 +184,9 @@ class ToolFailed(EngineError):
 class TurnTimeout(EngineError):
     code = "turn_timeout"
     default_message = "The turn took longer than the agent's turn timeout."
+
+
+class McpServerFailed(EngineError):
+    code = "mcp_server_failed"
+    retryable = True
+    default_message = "The MCP server could not be reached or failed."

@@ -19,8 +19,16 @@ from appliance.errors import EnclaveError
 from appliance.lifecycle import Appliance
 from appliance.version import __version__
 from appliance.web import routes_admin as admin_routes
+from appliance.web import routes_agents as agent_routes
 from appliance.web import routes_auth as auth_routes
+from appliance.web import routes_conversations as conversation_routes
+from appliance.web import routes_credits as credit_routes
 from appliance.web import routes_keys as key_routes
+from appliance.web import routes_knowledge as knowledge_routes
+from appliance.web import routes_license as license_routes
+from appliance.web import routes_mcp as mcp_routes
+from appliance.web import routes_providers as provider_routes
+from appliance.web import routes_runs as run_routes
 from appliance.web.middleware import RequestIdMiddleware, SealGateMiddleware
 from appliance.web.problems import install_problem_handlers
 from appliance.web.ratelimit import RateLimitMiddleware
@@ -71,6 +79,17 @@ def create_app(appliance: Appliance, with_ui: bool = True) -> FastAPI:
         admin_routes.groups,
         key_routes.keys,
         key_routes.audit,
+        license_routes.router,
+        credit_routes.credits,
+        credit_routes.notifications,
+        agent_routes.router,
+        agent_routes.templates,
+        conversation_routes.router,
+        provider_routes.router,
+        run_routes.router,
+        mcp_routes.servers,
+        mcp_routes.tools,
+        *knowledge_routes.routers,
     ):
         app.include_router(router)
     mount_api_docs(app)

@@ -53,10 +53,15 @@ class Principal:
         return scope is None or self.via != "api_key" or scope in self.scopes
 
 
-def get_services(request: Request) -> Services:
-    """The unsealed appliance's services (the seal gate has already answered if sealed)."""
+async def get_services(request: Request) -> Services:
+    """The unsealed appliance's services (the seal gate has already answered if sealed).
+    Built in a worker thread the first time (they read the database), then handed out without
+    leaving the event loop."""
     appliance: Appliance = request.app.state.appliance
-    return appliance.services
+    cached = appliance.cached_services()
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(lambda: appliance.services)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

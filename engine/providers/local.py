@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -101,6 +102,9 @@ class LocalProvider:
         self.token_timeout = token_timeout
         self._worker: _Worker | None = None
         self._lock = asyncio.Lock()
+        # The tokenizer (vocabulary only) for counting outside the worker.
+        self._vocab: Any = None
+        self._vocab_lock = threading.Lock()
         self._ctx = multiprocessing.get_context("spawn")
 
     # --- Provider --------------------------------------------------------------------------
@@ -123,10 +127,26 @@ class LocalProvider:
         }
 
     async def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` with the model's own tokenizer (starts the worker if needed)."""
-        async with self._lock:
-            worker = await self._ensure_worker()
-            return await self._ask_tokens(worker, {"op": "tokenize", "text": text})
+        """Tokens of ``text`` with the model's own tokenizer.
+
+        Counted here, not in the worker: a count must not wait behind a generation in
+        progress (the run loop counts before it queues). Only the vocabulary is loaded (a few
+        MB, no weights, no context), once, in a thread.
+        """
+        return await asyncio.to_thread(self._count_sync, text)
+
+    def _count_sync(self, text: str) -> int:
+        with self._vocab_lock:
+            if self._vocab is None:
+                import llama_cpp
+                from llama_cpp._internals import LlamaModel
+
+                params = llama_cpp.llama_model_default_params()
+                params.vocab_only = True
+                self._vocab = LlamaModel(
+                    path_model=str(self.model_path), params=params, verbose=False
+                )
+            return len(self._vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     async def complete(self, request: ChatRequest) -> tuple[str, Usage, str]:
         """Run :meth:`stream` to the end and return ``(text, usage, finish reason)``."""

@@ -7,7 +7,7 @@ A client that loses its connection reconnects with the last event id it saw and 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from engine.hooks import RunEvent
@@ -41,7 +41,7 @@ class EventLog:
             self._changed.notify_all()
         return event
 
-    async def follow(self, after: int = 0) -> AsyncIterator[RunEvent]:
+    async def follow(self, after: int = 0) -> AsyncGenerator[RunEvent, None]:
         """Events with ``seq > after``, waiting for new ones until ``done``."""
         position = max(0, after)
         while True:

@@ -80,6 +80,8 @@ class RunSpec:
     # The (provider, model) label reported to hooks and usage events.
     provider_label: str = "local"
     model_label: str = ""
+    # The tools of this run when they differ from the runner's (e.g. plus MCP tools).
+    tools: ToolRegistry | None = None
 
 
 @dataclass
@@ -103,7 +105,7 @@ class Run:
     def __init__(self, spec: RunSpec, hooks: Hooks, tools: ToolRegistry) -> None:
         self.spec = spec
         self.hooks = hooks
-        self.tools = tools
+        self.tools = spec.tools if spec.tools is not None else tools
         self.events = EventLog(hooks.on_run_event)
         self.result = TurnResult()
         # The error that ended the turn, if one did (for callers that map it to a status).

@@ -112,6 +112,10 @@ class ToolRegistry:
         """Remove a tool (e.g. an MCP server that was removed); unknown names are ignored."""
         self._tools.pop(name, None)
 
+    def extended(self, tools: list[Tool]) -> ToolRegistry:
+        """A new registry with these tools and ``tools`` (e.g. one run's MCP tools)."""
+        return ToolRegistry([*self._tools.values(), *tools])
+
     def names(self) -> list[str]:
         """Every registered tool name, sorted."""
         return sorted(self._tools)

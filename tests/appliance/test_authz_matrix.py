@@ -24,6 +24,8 @@ PUBLIC = "public"
 ANY = frozenset(Role)
 ADMIN = frozenset({Role.ADMIN})
 AUDIT = frozenset({Role.ADMIN, Role.AUDITOR})
+BUILD = frozenset({Role.ADMIN, Role.BUILDER})
+USERS = frozenset({Role.ADMIN, Role.BUILDER, Role.MEMBER})
 
 RULES: dict[tuple[str, str], str | frozenset[Role]] = {
     ("GET", "/healthz"): PUBLIC,
@@ -61,9 +63,97 @@ RULES: dict[tuple[str, str], str | frozenset[Role]] = {
     ("GET", "/api/v1/audit"): AUDIT,
     ("GET", "/api/v1/audit/export"): AUDIT,
     ("GET", "/api/v1/audit/verify"): AUDIT,
+    ("GET", "/api/v1/license/status"): ANY,
+    ("GET", "/api/v1/license"): ADMIN,
+    ("POST", "/api/v1/license"): ADMIN,
+    ("GET", "/api/v1/credits/balance"): ANY,
+    ("GET", "/api/v1/credits/ledger"): AUDIT,
+    ("GET", "/api/v1/credits/verify"): AUDIT,
+    ("GET", "/api/v1/credits/usage"): AUDIT,
+    ("GET", "/api/v1/credits/forecast"): AUDIT,
+    ("GET", "/api/v1/credits/recommendations"): AUDIT,
+    ("GET", "/api/v1/credits/statement"): AUDIT,
+    ("GET", "/api/v1/credits/prices"): ANY,
+    ("PUT", "/api/v1/credits/prices"): ADMIN,
+    ("GET", "/api/v1/credits/budgets"): ADMIN,
+    ("POST", "/api/v1/credits/budgets"): ADMIN,
+    ("PATCH", "/api/v1/credits/budgets/{budget_id}"): ADMIN,
+    ("DELETE", "/api/v1/credits/budgets/{budget_id}"): ADMIN,
+    ("POST", "/api/v1/credits/vouchers"): ADMIN,
+    ("GET", "/api/v1/notifications"): ANY,
+    ("POST", "/api/v1/notifications/{notification_id}/read"): ANY,
+    ("POST", "/api/v1/agents"): BUILD,
+    ("GET", "/api/v1/agents"): USERS,
+    ("POST", "/api/v1/agents/import"): BUILD,
+    ("GET", "/api/v1/agents/{agent_id}"): USERS,
+    ("PUT", "/api/v1/agents/{agent_id}"): BUILD,
+    ("DELETE", "/api/v1/agents/{agent_id}"): BUILD,
+    ("GET", "/api/v1/agents/{agent_id}/versions"): USERS,
+    ("GET", "/api/v1/agents/{agent_id}/versions/{n}"): USERS,
+    ("GET", "/api/v1/agents/{agent_id}/diff"): USERS,
+    ("POST", "/api/v1/agents/{agent_id}/rollback"): BUILD,
+    ("GET", "/api/v1/agents/{agent_id}/export"): USERS,
+    ("POST", "/api/v1/agents/{agent_id}/shares"): BUILD,
+    ("DELETE", "/api/v1/agents/{agent_id}/shares"): BUILD,
+    ("GET", "/api/v1/agent-templates"): BUILD,
+    ("GET", "/api/v1/conversations"): USERS,
+    ("GET", "/api/v1/conversations/{conversation_id}"): USERS,
+    ("PATCH", "/api/v1/conversations/{conversation_id}"): USERS,
+    ("DELETE", "/api/v1/conversations/{conversation_id}"): USERS,
+    ("POST", "/api/v1/conversations/{conversation_id}/messages/{message_id}/feedback"): USERS,
+    ("GET", "/api/v1/providers"): ADMIN,
+    ("POST", "/api/v1/providers"): ADMIN,
+    ("GET", "/api/v1/providers/{provider_id}"): ADMIN,
+    ("PATCH", "/api/v1/providers/{provider_id}"): ADMIN,
+    ("DELETE", "/api/v1/providers/{provider_id}"): ADMIN,
+    ("POST", "/api/v1/providers/{provider_id}/probe"): ADMIN,
+    ("POST", "/api/v1/agents/{agent_id}/runs"): USERS,
+    ("GET", "/api/v1/runs/{run_id}"): USERS,
+    ("GET", "/api/v1/runs/{run_id}/events"): USERS,
+    ("POST", "/api/v1/runs/{run_id}/cancel"): USERS,
+    ("GET", "/api/v1/mcp-servers"): ADMIN,
+    ("POST", "/api/v1/mcp-servers"): ADMIN,
+    ("GET", "/api/v1/mcp-servers/{server_id}"): ADMIN,
+    ("PATCH", "/api/v1/mcp-servers/{server_id}"): ADMIN,
+    ("DELETE", "/api/v1/mcp-servers/{server_id}"): ADMIN,
+    ("POST", "/api/v1/mcp-servers/{server_id}/refresh"): ADMIN,
+    ("GET", "/api/v1/tools"): BUILD,
+    ("POST", "/api/v1/knowledge-bases"): BUILD,
+    ("GET", "/api/v1/knowledge-bases"): USERS,
+    ("GET", "/api/v1/knowledge-bases/{kb_id}"): USERS,
+    ("DELETE", "/api/v1/knowledge-bases/{kb_id}"): USERS,
+    ("POST", "/api/v1/knowledge-bases/{kb_id}/grants"): USERS,
+    ("POST", "/api/v1/knowledge-bases/{kb_id}/documents"): USERS,
+    ("GET", "/api/v1/knowledge-bases/{kb_id}/documents"): USERS,
+    ("GET", "/api/v1/knowledge-bases/{kb_id}/documents/{doc_id}"): USERS,
+    ("DELETE", "/api/v1/knowledge-bases/{kb_id}/documents/{doc_id}"): USERS,
+    ("GET", "/api/v1/knowledge-bases/{kb_id}/search"): USERS,
+    ("POST", "/api/v1/knowledge-bases/{kb_id}/reembed"): USERS,
+    ("GET", "/api/v1/jobs/{job_id}"): USERS,
+    ("POST", "/api/v1/jobs/{job_id}/cancel"): USERS,
+    ("GET", "/api/v1/knowledge/searches/slowest"): ADMIN,
+    ("GET", "/api/v1/knowledge/searches/zero-hits"): ADMIN,
+    ("POST", "/api/v1/knowledge/purge"): ADMIN,
+    ("GET", "/api/v1/knowledge/orphans"): ADMIN,
 }
 # Ids that exist nowhere: an allowed caller reaches the handler (404/422), nothing is changed.
-PATH_VALUES = {"user_id": "999999", "group_id": "999999", "key_id": "nosuchkey0"}
+PATH_VALUES = {
+    "user_id": "999999",
+    "group_id": "999999",
+    "kb_id": "0" * 32,
+    "doc_id": "0" * 32,
+    "job_id": "0" * 32,
+    "key_id": "nosuchkey0",
+    "budget_id": "999999",
+    "notification_id": "999999",
+    "agent_id": "0" * 32,
+    "n": "1",
+    "conversation_id": "0" * 32,
+    "message_id": "999999",
+    "provider_id": "0" * 32,
+    "run_id": "0" * 32,
+    "server_id": "0" * 32,
+}
 
 
 # Calling these ends the caller's session; they get a fresh sign-in so later rules still run.
@@ -185,3 +275,47 @@ async def test_another_users_api_key_is_invisible(world: World) -> None:
     revoke = await world.client.delete(f"/api/v1/api-keys/{key.id}", headers=member)
     assert revoke.status_code == 404
     assert services.api_keys.get(key.id).revoked_at is None
+
+
+async def test_another_users_agent_and_conversation(world: World) -> None:
+    """Every agent and conversation route on a resource that exists but is someone else's:
+    an unshared agent is 404 for every other non-admin, a use-only grant gives 403 on
+    changes, and a conversation is 404 for everyone but its owner (admins included)."""
+    services = world.appliance.services
+    builder = services.users.find_user("builder-user")
+    member = services.users.find_user("member-user")
+    assert builder is not None and member is not None
+    doc = {"name": "Private", "model": {"provider": "local", "model": "m"}}
+    agent = services.agents.create(builder, doc)
+    conv = services.conversations.create(builder, agent.id, 1)
+    answer = services.conversations.append(builder, conv["id"], [{"role": "assistant"}])[0]
+    values = {"agent_id": agent.id, "n": "1", "conversation_id": conv["id"]}
+    values["message_id"] = str(answer["id"])
+
+    async def status(method: str, path: str, role: Role) -> int:
+        url = path.format(**{**PATH_VALUES, **values})
+        if path.endswith("/diff"):
+            url += "?from=1&to=1"
+        # Valid bodies, so the answer is about the resource, not the request's shape.
+        body = {"PATCH": {"title": "mine now"}, "POST": {"thumbs": 1}}.get(method)
+        headers = {"Authorization": f"Bearer {world.tokens[role]}"}
+        return (await world.client.request(method, url, headers=headers, json=body)).status_code
+
+    owned = [(m, p) for m, p in RULES if "{agent_id}" in p or "{conversation_id}" in p]
+    failures = []
+    for method, path in owned:
+        member_may = "{agent_id}" in path and Role.MEMBER in RULES[(method, path)]
+        if member_may and (got := await status(method, path, Role.MEMBER)) != 404:
+            failures.append(f"{method} {path}: unshared member got {got}")
+        if "{conversation_id}" in path:
+            for role in (Role.ADMIN, Role.MEMBER):
+                if (got := await status(method, path, role)) != 404:
+                    failures.append(f"{method} {path}: {role} got {got}")
+    services.agents.share(builder, agent.id, "use", user_id=member.id)
+    if (got := await status("GET", "/api/v1/agents/{agent_id}", Role.MEMBER)) != 200:
+        failures.append(f"shared GET got {got}")
+    assert failures == []
+    # Nothing above changed the owner's agent or conversation.
+    assert services.agents.get(builder, agent.id).latest_version == 1
+    assert services.conversations.get(builder, conv["id"])["title"] is None
+    assert services.conversations.messages(builder, conv["id"])[0]["feedback"] is None
