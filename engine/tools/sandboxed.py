@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import os
 import sys
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +97,7 @@ def render_result(result: RunResult, limit: int = _MODEL_CHARS) -> str:
     return "\n".join(lines)
 
 
-class _CodeTool:
+class _CodeTool(ABC):
     """Shared body of the code tools: the subclass says how to run ``code``."""
 
     spec: ToolSpec
@@ -104,8 +105,9 @@ class _CodeTool:
     def __init__(self, provider: SandboxProvider) -> None:
         self.provider = provider
 
+    @abstractmethod
     def argv(self) -> list[str]:
-        raise NotImplementedError
+        """The interpreter command line that reads the code from stdin."""
 
     async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolOutput:
         code = str(arguments["code"])
