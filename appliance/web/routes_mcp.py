@@ -17,6 +17,7 @@ from appliance.identity.models import Role
 from appliance.runs import RunService
 from appliance.web.auth import Admin, Principal, ServicesDep, authorize
 from appliance.web.routes_runs import RunsDep
+from engine.tools.knowledge_search import KnowledgeSearchTool
 
 servers = APIRouter(prefix="/api/v1/mcp-servers", tags=["mcp"])
 tools = APIRouter(prefix="/api/v1/tools", tags=["tools"])
@@ -116,7 +117,8 @@ async def list_tools(_: Builder, runs: RunsDep) -> list[dict[str, Any]]:
 
 
 def _available(runs: RunService) -> list[dict[str, Any]]:
-    specs = runs.runner.tools.specs()
+    # knowledge_search is bound to each user at run time; it is offered to every agent.
+    specs = [*runs.runner.tools.specs(), KnowledgeSearchTool.spec]
     out = [
         {
             "name": s.name,

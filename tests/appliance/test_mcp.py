@@ -156,6 +156,7 @@ async def test_the_admin_api_registers_refreshes_and_lists_tools(api: Api) -> No
     listed = await client.get("/api/v1/tools", headers=builder)
     names = {t["name"]: t["source"] for t in listed.json()}
     assert names["calculator"] == "builtin" and names["demo__add"] == "mcp"
+    assert names["python"] == "builtin" and names["knowledge_search"] == "builtin"
     # The same name twice is a conflict; nothing changes.
     again = await client.post("/api/v1/mcp-servers", json=body, headers=admin)
     assert again.status_code == 409
