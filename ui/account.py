@@ -7,6 +7,7 @@ from nicegui import run, ui
 
 from appliance import Appliance, EnclaveError, Role, __version__
 from ui.frame import error_line, frame, heading
+from ui.offload import in_thread
 from ui.session import sign_in, sign_out, signed_in
 
 
@@ -87,8 +88,8 @@ def add_account_pages(appliance: Appliance) -> None:
         if who is None:
             ui.navigate.to("/login" if await run.io_bound(has_users) else "/setup/admin")
             return
-        report = await run.io_bound(appliance.readiness)
-        with frame("Status"):
+        report = await in_thread(appliance.readiness)
+        with frame("Status", role=str(who.role)):
             heading("Enclave is unsealed")
             ui.label(f"Signed in as {who.username} ({who.role})").props("id=signed-in-as")
             checks = report["checks"]
@@ -106,11 +107,35 @@ def add_account_pages(appliance: Appliance) -> None:
                 rows=rows,
             ).props("flat bordered").classes("w-full")
 
+            next_steps(str(who.role))
+
             async def leave() -> None:
                 await sign_out(who.csrf_token)
                 ui.navigate.to("/login")
 
             ui.button("Sign out", on_click=leave).props("id=sign-out flat")
+
+
+# First-run steps after the administrator exists: (text, path, roles that see it).
+NEXT_STEPS = (
+    ("Import the license (or keep evaluating)", "/admin/credits", {"admin"}),
+    ("Check the bundled model", "/admin/models", {"admin"}),
+    ("Create an agent from a template", "/agents", {"admin", "builder"}),
+    ("Chat with an agent", "/chat", {"admin", "builder", "member"}),
+    ("Add documents to a knowledge base", "/knowledge", {"admin", "builder", "member"}),
+)
+
+
+def next_steps(role: str) -> None:
+    """Links to what ``role`` does next (the rest of the first-run path for an admin)."""
+    steps = [(text, path) for text, path, roles in NEXT_STEPS if role in roles]
+    if not steps:
+        ui.link("Audit log", "/admin/audit")
+        return
+    ui.label("Next steps").classes("text-h6").props("role=heading aria-level=2")
+    with ui.column().classes("gap-1").props("id=next-steps"):
+        for number, (text, path) in enumerate(steps, start=1):
+            ui.link(f"{number}. {text}", path)
 
 
 __all__ = ["add_account_pages"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from nicegui import ui
@@ -69,3 +70,17 @@ async def sign_out(csrf_token: str) -> None:
         f"headers: {{'X-CSRF-Token': {json.dumps(csrf_token)}}}}}); return true;",
         timeout=30,
     )
+
+
+async def api_call(method: str, path: str, csrf_token: str, timeout: float = 60) -> dict[str, Any]:
+    """Call the JSON API from the page as the signed-in browser (for actions the appliance
+    layer offers only through its routes); returns ``{"status", "body"}``."""
+    result = await ui.run_javascript(
+        f"const r = await fetch({json.dumps(path)}, {{method: {json.dumps(method)}, "
+        "credentials: 'same-origin', "
+        f"headers: {{'X-CSRF-Token': {json.dumps(csrf_token)}}}}});"
+        "const b = await r.json().catch(() => ({}));"
+        "return {status: r.status, body: b};",
+        timeout=timeout,
+    )
+    return result if isinstance(result, dict) else {"status": 0, "body": {}}
