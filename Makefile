@@ -74,6 +74,7 @@ bench: install-test
 	$(PY) -m bench.sandbox
 	$(PY) -m bench.credits
 	$(PY) -m bench.knowledge_scifact
+	$(PY) -m bench.ui
 
 clean:
 	rm -rf $(VENV) .pytest_cache .coverage htmlcov
