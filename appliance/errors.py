@@ -238,14 +238,18 @@ class ModelUnknown(EnclaveError):
     code = "model_unknown"
     http_status = 422
     title = "Model unknown"
-    default_message = "The agent names a model that is neither in the catalog nor a configured endpoint."
+    default_message = (
+        "The agent names a model that is neither in the catalog nor a configured endpoint."
+    )
 
 
 class ModelMemoryInsufficient(EnclaveError):
     code = "model_memory_insufficient"
     http_status = 503
     title = "Not enough memory for the model"
-    default_message = "There is not enough free memory to load the model; unload others or add memory."
+    default_message = (
+        "There is not enough free memory to load the model; unload others or add memory."
+    )
 
 
 # --- request-level --------------------------------------------------------------------------

@@ -241,4 +241,3 @@ class McpService:
                 row.tools = json.dumps(tools)
                 row.refreshed_at = utcnow()
             row.last_error = error
-
