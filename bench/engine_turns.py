@@ -9,6 +9,7 @@ import json
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,21 @@ async def step_overhead(turns: int) -> dict[str, float]:
     }
 
 
-async def raw_tokens_per_s(provider: LocalProvider) -> float:
+@dataclass(frozen=True)
+class Rate:
+    """One generation: time to the first token, and tokens/s overall and after the first."""
+
+    ttft_s: float
+    total_tok_s: float
+    decode_tok_s: float
+
+
+def rate(started: float, first: float, last: float, tokens: int) -> Rate:
+    decode = (tokens - 1) / (last - first) if tokens > 1 and last > first else 0.0
+    return Rate(first - started, tokens / (last - started), decode)
+
+
+async def raw_tokens_per_s(provider: LocalProvider) -> Rate:
     request = ChatRequest(
         (
             ChatMessage("system", "You are a helpful assistant. Answer briefly."),
@@ -103,19 +118,21 @@ async def raw_tokens_per_s(provider: LocalProvider) -> float:
         temperature=0.0,
     )
     started = time.perf_counter()
+    first = last = 0.0
     tokens = 0
     async for event in provider.stream(request):
         if isinstance(event, Usage):
             tokens = event.completion_tokens
         elif isinstance(event, TextDelta):
             last = time.perf_counter()
-    return tokens / (last - started)
+            first = first or last
+    return rate(started, first, last, tokens)
 
 
-def api_tokens_per_s(url: str, token: str, agent: str) -> float:
+def api_tokens_per_s(url: str, token: str, agent: str) -> Rate:
     headers = {"Authorization": f"Bearer {token}"}
     started = time.perf_counter()
-    last = started
+    first = last = 0.0
     tokens = 0
     with (
         httpx.Client(base_url=url, timeout=120) as client,
@@ -129,9 +146,10 @@ def api_tokens_per_s(url: str, token: str, agent: str) -> float:
                 event = line.split(":", 1)[1].strip()
             elif line.startswith("data:") and event == "token":
                 last = time.perf_counter()
+                first = first or last
             elif line.startswith("data:") and event == "usage":
                 tokens += json.loads(line.split(":", 1)[1])["completion_tokens"]
-    return tokens / (last - started)
+    return rate(started, first, last, tokens)
 
 
 def end_to_end(reps: int) -> dict[str, float]:
@@ -169,10 +187,19 @@ def end_to_end(reps: int) -> dict[str, float]:
             raw_provider.terminate()
         finally:
             stop_server(proc)
+
+    def med(rates: list[Rate], field: str) -> float:
+        return statistics.median(getattr(r, field) for r in rates)
+
     return {
-        "api_tok_s_p50": statistics.median(api),
-        "raw_tok_s_p50": statistics.median(raw),
-        "ratio": statistics.median(api) / statistics.median(raw),
+        "api_decode": med(api, "decode_tok_s"),
+        "raw_decode": med(raw, "decode_tok_s"),
+        "ratio": med(api, "decode_tok_s") / med(raw, "decode_tok_s"),
+        "api_total": med(api, "total_tok_s"),
+        "raw_total": med(raw, "total_tok_s"),
+        "total_ratio": med(api, "total_tok_s") / med(raw, "total_tok_s"),
+        "api_ttft_ms": med(api, "ttft_s") * 1000,
+        "raw_ttft_ms": med(raw, "ttft_s") * 1000,
     }
 
 
@@ -190,11 +217,18 @@ def main() -> None:
     )
     e2e = end_to_end(reps)
     print(f"end-to-end generation through the SSE run API vs the raw local provider ({reps} reps)")
-    print(f"  run API  {e2e['api_tok_s_p50']:7.1f} tok/s")
-    print(f"  raw      {e2e['raw_tok_s_p50']:7.1f} tok/s")
+    print("                 decode tok/s   overall tok/s   first token ms")
     print(
-        f"  ratio    {e2e['ratio']:7.3f}  (goal >= 0.95 -> {'met' if e2e['ratio'] >= 0.95 else 'MISSED'})"
+        f"  run API        {e2e['api_decode']:10.1f} {e2e['api_total']:15.1f} {e2e['api_ttft_ms']:16.0f}"
     )
+    print(
+        f"  raw provider   {e2e['raw_decode']:10.1f} {e2e['raw_total']:15.1f} {e2e['raw_ttft_ms']:16.0f}"
+    )
+    verdict = "met" if e2e["ratio"] >= 0.95 else "MISSED"
+    print(
+        f"  ratio (decode tok/s, the goal's measure) {e2e['ratio']:.3f}  (goal >= 0.95 -> {verdict})"
+    )
+    print(f"  ratio (overall, incl. request set-up)    {e2e['total_ratio']:.3f}")
 
 
 if __name__ == "__main__":

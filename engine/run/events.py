@@ -41,6 +41,12 @@ class EventLog:
             self._changed.notify_all()
         return event
 
+    async def wait_beyond(self, position: int) -> None:
+        """Return once there is an event with ``seq > position`` (or the log is closed)."""
+        async with self._changed:
+            while len(self.events) <= position and not self.closed:
+                await self._changed.wait()
+
     async def follow(self, after: int = 0) -> AsyncGenerator[RunEvent, None]:
         """Events with ``seq > after``, waiting for new ones until ``done``."""
         position = max(0, after)
