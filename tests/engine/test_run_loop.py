@@ -21,7 +21,7 @@ from engine.hooks import (
 from engine.providers.base import ChatMessage, ToolCall, Usage
 from engine.providers.scripted import ScriptedProvider, ScriptedToolCalls
 from engine.run import Runner, RunSpec, TurnResult
-from engine.tools.base import ToolContext, ToolOutput, ToolRegistry, ToolSpec
+from engine.tools.base import Citation, ToolContext, ToolOutput, ToolRegistry, ToolSpec
 from engine.tools.builtin import Calculator, CurrentTime
 
 
@@ -369,3 +369,32 @@ async def test_followers_can_resume_after_any_event() -> None:
     resumed = [e async for e in run.events.follow(after=2)]
     assert resumed == all_events[2:]
     assert [e async for e in run.events.follow(after=len(all_events))] == []
+
+
+class CitingTool:
+    """Returns a passage with its citation, like knowledge_search."""
+
+    spec = ToolSpec(
+        "lookup", "Finds a passage.", {"type": "object", "properties": {"q": {"type": "string"}}}
+    )
+
+    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolOutput:
+        cite = Citation(
+            "doc1", "manual.pdf", "chunk7", 120, 180, page=3, section="Valves", score=0.9
+        )
+        return ToolOutput("[1] manual.pdf p.3: check valves daily", citations=(cite,))
+
+
+async def test_citations_stream_and_reach_the_result() -> None:
+    provider = ScriptedProvider(
+        [
+            json.dumps({"tool": "lookup", "arguments": {"q": "valves"}}),
+            json.dumps({"tool": "respond"}),
+            "Check them daily [1].",
+        ]
+    )
+    events, result, _ = await run_turn(provider, agent(["lookup"]), tools=registry(CitingTool()))
+    citation = first(events, "citation")
+    assert citation.data["document_name"] == "manual.pdf" and citation.data["page"] == 3
+    assert citation.data["tool_call_id"] == first(events, "tool_call").data["id"]
+    assert [c.chunk_id for c in result.citations] == ["chunk7"]
