@@ -166,12 +166,15 @@ def test_too_many_pages(tmp_path: Path) -> None:
     assert ingest_code(path, limits=IngestLimits(max_pages=10)) == "too_many_pages"
 
 
+# VmHWM (this process image's peak RSS), not ru_maxrss: Linux carries ru_maxrss across exec,
+# so a child of a big test process would report the parent's size.
 _COUNT_PAGES = """
-import resource, sys
+import sys
 from engine.knowledge import chunk_sections, extract
 with open(sys.argv[1], "rb") as fh:
     pages = {c.page for c in chunk_sections(extract(fh, "manual.pdf").sections)}
-print(len(pages), min(pages), max(pages), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(len(pages), min(pages), max(pages), hwm.split()[1])
 """
 
 
