@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import httpx
 import structlog
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -53,8 +54,15 @@ class McpServerSpec:
             )
         if self.transport == "stdio" and not self.command:
             raise McpServerFailed("A stdio MCP server needs a command.", server=self.name)
-        if self.transport == "http" and not (self.url or "").startswith(("http://", "https://")):
+        if self.transport == "http" and _scheme(self.url) not in ("http", "https"):
             raise McpServerFailed("An HTTP MCP server needs an http(s) URL.", server=self.name)
+
+
+def _scheme(url: str | None) -> str | None:
+    try:
+        return httpx.URL(url).scheme if url else None
+    except httpx.InvalidURL:
+        return None
 
 
 def tool_name(server: str, tool: str) -> str:
