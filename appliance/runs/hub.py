@@ -9,7 +9,6 @@ provider (a fallback chain) for the run.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable
@@ -247,8 +246,3 @@ class ModelHub:
     def loaded_models(self) -> list[str]:
         """Ids of the local models registered so far."""
         return sorted(self._local)
-
-
-def default_threads() -> int:
-    """llama.cpp threads when not configured: every core the process may use."""
-    return max(1, len(os.sched_getaffinity(0)))

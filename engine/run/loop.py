@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import structlog
 
 from engine.agents.definition import AgentDefinition
@@ -434,8 +435,6 @@ class Run:
 
 
 def _check_json_output(text: str, schema: dict[str, Any]) -> None:
-    import jsonschema
-
     try:
         jsonschema.validate(json.loads(text), schema)
     except (json.JSONDecodeError, jsonschema.ValidationError) as exc:
