@@ -144,7 +144,8 @@ def check_sandbox() -> list[Check]:
         Check(
             f"sandbox:{b.name}",
             Status.OK if b.usable else Status.WARN,
-            f"{b.version or 'not found'}: {b.detail}",
+            f"{b.version or 'not found'}: {b.detail}"
+            + (f"; {b.allowlist_detail}" if b.usable else ""),
         )
         for b in backends
     ]

@@ -6,7 +6,9 @@ asserted; it prints a table and ratios:
 - start-up: median wall time of ``python -c pass`` (goal: ≤ 2× bare);
 - CPU task: a ~100 ms pure-Python loop, whole-run wall time and the loop's own time measured
   inside (goal: ≤ 1.05× bare — isolation should not slow computation);
-- throughput: runs/s of ``python -c pass`` with 2 and 8 concurrent executions.
+- throughput: runs/s of ``python -c pass`` with 2 and 8 concurrent executions;
+- the start-up of a run under ``network=allowlist`` (one allowed destination, not contacted):
+  what the relay costs.
 
 "Bare" is the same interpreter started the same way (``asyncio`` subprocess) with no sandbox.
 The sandboxed runs use the default policy (cgroup, rlimits, seccomp, uid drop, private
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
+import os
 import statistics
 import sys
 import tempfile
@@ -52,8 +56,13 @@ def bare_runner() -> Runner:
     return run
 
 
-def sandbox_runner(backend: str, root: Path) -> Runner:
+def sandbox_runner(backend: str, root: Path, allowlist: bool = False) -> Runner:
     policy = sb.default_policy(root / "home", limits=sb.Limits(wall_seconds=60))
+    if allowlist:
+        # TEST-NET-3: never contacted (nothing connects); the relay is set up all the same.
+        policy = dataclasses.replace(
+            policy, network="allowlist", network_allowlist=("203.0.113.7:443",)
+        )
     sandbox = sb.Sandbox(policy, backend, workspace_root=root / "ws")
 
     async def run(argv: list[str]) -> str:
@@ -95,13 +104,20 @@ async def throughput(run: Runner, concurrency: int, total: int) -> float:
 
 
 async def main(runs: int) -> None:
-    backends = [b.name for b in sb.available_backends() if b.usable]
+    infos = [b for b in sb.available_backends() if b.usable]
+    backends = [b.name for b in infos]
     print(f"python: {PYTHON}; runs per figure: {runs}; backends: {', '.join(backends)}")
+    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     with tempfile.TemporaryDirectory(prefix="enclave-bench-") as tmp:
         runners: dict[str, Runner] = {"bare": bare_runner()}
         for name in backends:
             runners[name] = sandbox_runner(name, Path(tmp))
         start_up = await interleaved(runners, [PYTHON, "-c", "pass"], runs)
+        relayed: dict[str, Runner] = {"bare": runners["bare"]}
+        for info in infos:
+            if info.allowlist:
+                relayed[info.name] = sandbox_runner(info.name, Path(tmp), allowlist=True)
+        net_start = await interleaved(relayed, [PYTHON, "-c", "pass"], runs)
         cpu = await interleaved(runners, [PYTHON, "-c", CPU_TASK], max(5, runs // 2))
         rows: dict[str, dict[str, float]] = {}
         for name, run in runners.items():
@@ -128,6 +144,14 @@ async def main(runs: int) -> None:
         "goals: start-up ≤ 2.00× bare; CPU task ≤ 1.05× bare ('task ms': the work timed "
         "inside the process; 'cpu wall ms': the whole run, start-up included)"
     )
+    net_base = net_start["bare"][0]
+    for name, (wall, _) in net_start.items():
+        if name != "bare":
+            print(
+                f"start-up with network=allowlist (relay): {name} {wall * 1000:.1f} ms, "
+                f"{wall / net_base:.2f}× bare"
+            )
+    print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ class BackendInfo:
     version: str | None
     usable: bool
     detail: str
+    # Whether a policy with network="allowlist" can run (the relay, see sandbox.relay).
+    allowlist: bool = False
+    allowlist_detail: str = "the backend does not work"
 
 
 def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -66,6 +69,7 @@ def probe_backend(name: str, timeout: float = 10.0) -> BackendInfo:
     failure = _policy_probe(name, timeout)
     if failure:
         return BackendInfo(name, path, version, False, f"the full policy failed: {failure}")
+    allowlist_problem = _allowlist_problem(name, timeout)
     return BackendInfo(
         name,
         path,
@@ -73,7 +77,26 @@ def probe_backend(name: str, timeout: float = 10.0) -> BackendInfo:
         True,
         "isolated process started under the full policy (no network, hidden home, "
         "unprivileged, seccomp, limits)",
+        allowlist_problem is None,
+        allowlist_problem or "network allowlist available (TCP relay into the run's namespace)",
     )
+
+
+def _allowlist_problem(name: str, timeout: float) -> str | None:
+    """Why ``network=allowlist`` cannot run with this backend here, or None."""
+    from sandbox.netns import supported
+
+    problem = supported()
+    if problem or name != "firejail":
+        return f"network allowlist unavailable: {problem}" if problem else None
+    # firejail shows the run our /etc/hosts only with this option.
+    try:
+        helptext = _run(["firejail", "--help"], timeout).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"network allowlist unavailable: firejail --help failed: {exc}"
+    if "--hosts-file" not in helptext:
+        return "network allowlist unavailable: this firejail has no --hosts-file"
+    return None
 
 
 def _policy_probe(name: str, timeout: float) -> str | None:
@@ -82,20 +105,38 @@ def _policy_probe(name: str, timeout: float) -> str | None:
     # Imported here: the builders need pyseccomp, whose absence the probe above reports.
     from sandbox.bwrap import bwrap_argv
     from sandbox.confine import inner_command, running_as_root, sandbox_env
-    from sandbox.firejail import firejail_argv
-    from sandbox.policy import SandboxPolicy
+    from sandbox.firejail import firejail_argv, open_home_probe
+    from sandbox.netns import RunNamespace, supported
+    from sandbox.policy import SandboxPolicy, python_paths
     from sandbox.seccomp import filter_fd
 
-    policy = SandboxPolicy()
+    # As a run's: the Python installation whitelisted (firejail may have to open /root for it).
+    policy = SandboxPolicy(readonly_paths=python_paths())
     fds: list[int] = []
     with tempfile.TemporaryDirectory(prefix="enclave-probe-") as tmp:
         workspace = Path(tmp)
         if running_as_root():
             os.chown(workspace, policy.uid, policy.gid)
+        check = open_home_probe(policy, workspace) if name == "firejail" else None
+        if check is not None:
+            try:
+                seen = _run(check, timeout)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return str(exc)
+            if seen.stdout.strip() != "tmpfs":
+                return f"/root inside is not firejail's tmpfs ({seen.stdout.strip() or seen.stderr.strip()})"
         inner = inner_command(policy, ["/bin/true"], with_nproc=False)
+        netns = None
         if name == "bubblewrap":
             fds.append(filter_fd())
             argv = bwrap_argv(policy, workspace, inner, fds[0])
+        elif supported() is None:
+            # As the runner starts firejail: in a network namespace it made.
+            try:
+                netns = RunNamespace.create_blocking()
+            except OSError as exc:
+                return f"the run's network namespace cannot be made: {exc}"
+            argv = [*netns.enter(), *firejail_argv(policy, workspace, inner, netns_ready=True)]
         else:
             argv = firejail_argv(policy, workspace, inner)
         try:
@@ -114,6 +155,8 @@ def _policy_probe(name: str, timeout: float) -> str | None:
         finally:
             for fd in fds:
                 os.close(fd)
+            if netns is not None:
+                netns.close()
     if done.returncode == 0:
         return None
     lines = (done.stderr or done.stdout).strip().splitlines()

@@ -14,15 +14,22 @@ WORKSPACE_MOUNT = "/workspace"
 
 
 def bwrap_argv(
-    policy: SandboxPolicy, workspace: Path, inner: list[str], seccomp_fd: int
+    policy: SandboxPolicy,
+    workspace: Path,
+    inner: list[str],
+    seccomp_fd: int,
+    hosts: Path | None = None,
+    netns_ready: bool = False,
 ) -> list[str]:
-    """The full bwrap command line for one run (``inner`` is the confined command chain)."""
+    """The full bwrap command line for one run (``inner`` is the confined command chain;
+    ``hosts`` replaces /etc/hosts: the network allowlist's names; ``netns_ready`` when bwrap
+    starts in the run's own network namespace already, see :mod:`sandbox.netns`)."""
     # Resolved on the appliance's PATH (the one probed), not on the sandbox's.
     argv = [
         shutil.which("bwrap") or "bwrap",
         "--unshare-ipc",
         "--unshare-pid",
-        "--unshare-net",
+        *([] if netns_ready else ["--unshare-net"]),
         "--unshare-uts",
         "--unshare-cgroup-try",
         "--hostname",
@@ -41,6 +48,8 @@ def bwrap_argv(
         elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
             visible.append(path)
+    if hosts is not None:
+        argv += ["--ro-bind", str(hosts), "/etc/hosts"]
     argv += ["--proc", "/proc", "--dev", "/dev"]
     argv += ["--perms", "1777", "--size", str(policy.limits.max_workspace_mb * MB), "--tmpfs"]
     argv.append("/tmp")

@@ -1,5 +1,21 @@
 """firejail: a blacklist filesystem (hidden paths masked, the workspace and the Python
-installation whitelisted), ``--net=none``, its seccomp default list plus ours, no capabilities."""
+installation whitelisted), ``--net=none``, its seccomp default filter plus its namespace filter,
+no capabilities.
+
+Start-up is kept short (see docs/benchmarks.md): the runner makes the network namespace (no
+``--net=none``, whose loopback helper sleeps 10 ms); the command is given without ``--``, which
+would make firejail 0.9.72 run it through ``/bin/bash -c``; there is no
+``--deterministic-shutdown``, whose SIGTERM-then-SIGKILL sweep always sleeps 100 ms — the
+command runs under :data:`_REAPER` instead, which empties the sandbox as soon as the command
+ends, so firejail exits at once; /root is not stat'ed on every run (see ``_OPEN_HOME``); and
+seccomp is firejail's precompiled default filter (``@default-nodebuggers``), not a list
+compiled by two helper processes on every run. That filter holds every name of
+:data:`sandbox.seccomp.BLOCKED_SYSCALLS` but ``unshare`` and ``setns`` (which
+``--restrict-namespaces`` denies, with ``clone``'s namespace flags) and ``kcmp`` and
+``quotactl`` (useless without ptrace rights over both processes / CAP_SYS_ADMIN) and
+``io_uring_setup`` (unknown to firejail 0.9.72: never in its filter);
+tests/sandbox/test_backends.py checks this against firejail's own group list.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +25,41 @@ from pathlib import Path
 
 from sandbox.confine import running_as_root
 from sandbox.policy import SandboxPolicy, within
-from sandbox.seccomp import BLOCKED_SYSCALLS
 
 # Sockets and world-writable places a run must not reach (/tmp is private anyway).
 _MASKED = ("/var/tmp", "/var/run", "/var/lib", "/var/spool", "/var/mail", "/srv", "/mnt", "/media")
-# Inside the sandbox only: the tmpfs firejail puts on root's home keeps /root's 0700 mode,
-# which would stop the unprivileged uid from reaching a whitelisted Python under it.
-_OPEN_HOME = '[ "$(stat -f -c %T /root 2>/dev/null)" = tmpfs ] && chmod 0711 /root; exec "$@"'
+# The first process inside, as root (before the limits and the uid drop) with CAP_KILL: runs
+# the command as its child, then SIGKILLs whatever the command left in the sandbox's PID
+# namespace (kill(-1) spares only itself and the namespace's init), so that firejail, which
+# waits for its namespace to empty, ends as soon as the command does. The sandboxed code (an
+# unprivileged uid) cannot signal it.
+_REAPER = '{}"$@"; s=$?; kill -KILL -1 2>/dev/null; exit $s'
+# The tmpfs firejail puts on /root to whitelist a path under it keeps /root's 0700 mode, which
+# would stop the unprivileged uid from reaching a whitelisted Python there. That this /root is
+# firejail's tmpfs, never the host's, is checked once by the backend probe
+# (:func:`open_home_probe`), not on every run (a stat costs a process).
+_OPEN_HOME = "chmod 0711 /root || exit 125; "
 
 
-def firejail_argv(policy: SandboxPolicy, workspace: Path, inner: list[str]) -> list[str]:
-    """The full firejail command line for one run."""
+def firejail_argv(
+    policy: SandboxPolicy,
+    workspace: Path,
+    inner: list[str],
+    hosts: Path | None = None,
+    netns_ready: bool = False,
+    open_home: bool = True,
+) -> list[str]:
+    """The full firejail command line for one run (``hosts`` replaces /etc/hosts: the
+    network allowlist's names; ``netns_ready`` when firejail starts in the run's own network
+    namespace already, see :mod:`sandbox.netns` — else ``--net=none`` makes one)."""
     # Resolved on the appliance's PATH (the one probed), not on the sandbox's.
     argv = [
         shutil.which("firejail") or "firejail",
         "--quiet",
         "--noprofile",
-        "--net=none",
+        *([] if netns_ready else ["--net=none"]),
         "--nonewprivs",
-        "--seccomp=" + ",".join(_firejail_known(BLOCKED_SYSCALLS)),
+        "--seccomp",
         "--seccomp.block-secondary",
         "--restrict-namespaces",
         "--private-dev",
@@ -41,11 +73,11 @@ def firejail_argv(policy: SandboxPolicy, workspace: Path, inner: list[str]) -> l
         "--novideo",
         "--hostname=sandbox",
         "--deterministic-exit-code",
-        "--deterministic-shutdown",
     ]
     root = running_as_root()
-    # setpriv (inside) needs these three to drop to the sandbox uid; it then drops them all.
-    argv.append("--caps.keep=setuid,setgid,setpcap" if root else "--caps.drop=all")
+    # setpriv (inside) needs the first three to drop to the sandbox uid, then drops them all;
+    # the reaper needs kill.
+    argv.append("--caps.keep=setuid,setgid,setpcap,kill" if root else "--caps.drop=all")
     needed = [str(workspace), *policy.readonly_paths]
     whitelisted: list[str] = []
     for hidden in policy.all_hidden():
@@ -71,12 +103,25 @@ def firejail_argv(policy: SandboxPolicy, workspace: Path, inner: list[str]) -> l
         argv.append(f"--whitelist={path}")
     for path in policy.readonly_paths:
         argv.append(f"--read-only={path}")
-    prefix = (
-        ["/bin/sh", "-c", _OPEN_HOME, "sh"]
-        if root and any(within(p, "/root") for p in whitelisted)
-        else []
+    if hosts is not None:
+        argv.append(f"--hosts-file={hosts}")
+    opens_home = open_home and root and any(within(p, "/root") for p in whitelisted)
+    wrapper = _REAPER.format(_OPEN_HOME if opens_home else "")
+    command = ["/bin/sh", "-c", wrapper, "sh", *inner]
+    # No "--": with it firejail 0.9.72 runs the command through /bin/bash -c. Without it,
+    # firejail's options end at the first word that does not start with "-" (/bin/sh here).
+    return [*argv, *command]
+
+
+def open_home_probe(policy: SandboxPolicy, workspace: Path) -> list[str] | None:
+    """The firejail command that prints the filesystem type of /root as a run would see it
+    (it must be ``tmpfs`` before runs may chmod it), or None when runs leave /root alone."""
+    plain = firejail_argv(policy, workspace, ["/bin/true"], open_home=False)
+    if plain == firejail_argv(policy, workspace, ["/bin/true"]):
+        return None
+    return firejail_argv(
+        policy, workspace, ["/usr/bin/stat", "-f", "-c", "%T", "/root"], open_home=False
     )
-    return [*argv, "--", *prefix, *inner]
 
 
 def _run_entries() -> list[str]:
@@ -86,9 +131,3 @@ def _run_entries() -> list[str]:
     except OSError:
         return []
     return [f"/run/{n}" for n in names if n != "firejail"]
-
-
-def _firejail_known(names: tuple[str, ...]) -> list[str]:
-    # firejail refuses the whole list when one name is unknown to its syscall table.
-    unknown = {"fsopen", "fsmount", "fsconfig", "move_mount", "open_tree", "io_uring_setup"}
-    return [n for n in names if n not in unknown]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sandbox.bwrap import WORKSPACE_MOUNT, bwrap_argv
 from sandbox.confine import inner_command, sandbox_env
+from sandbox.errors import PolicyInvalid
 from sandbox.firejail import firejail_argv
 from sandbox.policy import SandboxPolicy
 from sandbox.seccomp import compiled_filter
@@ -29,6 +30,13 @@ class Launcher:
     only writable directory and its home."""
 
     def __init__(self, policy: SandboxPolicy, backend: str, workspace: Workspace) -> None:
+        if policy.network != "none":
+            # The allowlist relay lives in Sandbox.run's supervision; a process another
+            # library spawns has none.
+            raise PolicyInvalid(
+                "Long-running sandboxed processes get no network: the allowlist is for runs.",
+                field="network",
+            )
         self.policy = policy
         self.backend = backend
         self.workspace = workspace

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.errors import PolicyInvalid
+from sandbox.network import MAX_ENTRIES, Destination, parse_destination
 
 # Read-only system directories every run sees (each one only if it exists on the host).
 SYSTEM_PATHS: tuple[str, ...] = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
@@ -27,7 +28,7 @@ _FORBIDDEN_ENV = re.compile(
     r"LD_PRELOAD|LD_LIBRARY_PATH|LD_AUDIT|PYTHONPATH|PYTHONHOME|PYTHONSTARTUP|BASH_ENV|ENV)$",
     re.IGNORECASE,
 )
-NETWORK_MODES = ("none",)
+NETWORK_MODES = ("none", "allowlist")
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,9 @@ class SandboxPolicy:
     """Everything a backend enforces for one run.
 
     ``network`` is ``none`` (a fresh network namespace: the host's loopback, and so the
-    appliance's own port, is unreachable). ``hidden_paths`` are made invisible in addition to
+    appliance's own port, is unreachable) or ``allowlist``: the same empty namespace, plus TCP
+    to exactly the ``network_allowlist`` entries (``host:port``) through the runner's relay
+    (see :mod:`sandbox.relay`; never loopback or this machine). ``hidden_paths`` are made invisible in addition to
     /root and /home ($ENCLAVE_HOME and configured secret paths go here); ``readonly_paths``
     are shown read-only even under a hidden path (the Python installation). ``env`` is the whole
     environment the code sees besides PATH, HOME, TMPDIR and LANG.
@@ -75,6 +78,7 @@ class SandboxPolicy:
 
     limits: Limits = field(default_factory=Limits)
     network: str = "none"
+    network_allowlist: tuple[str, ...] = ()
     hidden_paths: tuple[str, ...] = ()
     readonly_paths: tuple[str, ...] = ()
     system_paths: tuple[str, ...] = SYSTEM_PATHS
@@ -85,10 +89,11 @@ class SandboxPolicy:
     def __post_init__(self) -> None:
         if self.network not in NETWORK_MODES:
             raise PolicyInvalid(
-                f"Network mode {self.network!r} is not supported; this release enforces 'none' "
-                "(a private network namespace with no route out).",
+                f"Network mode {self.network!r} is not supported; use 'none' (a private network "
+                "namespace with no route out) or 'allowlist' (plus TCP to listed host:port).",
                 field="network",
             )
+        self._check_allowlist()
         for name in ("hidden_paths", "readonly_paths", "system_paths"):
             for path in getattr(self, name):
                 if not isinstance(path, str) or not os.path.isabs(path) or path == "/":
@@ -107,6 +112,31 @@ class SandboxPolicy:
         if not (0 < self.uid < 2**31 and 0 < self.gid < 2**31):
             raise PolicyInvalid("The sandbox uid and gid must be unprivileged (not 0).")
 
+    def _check_allowlist(self) -> None:
+        entries = self.network_allowlist
+        if isinstance(entries, str) or not isinstance(entries, tuple):
+            raise PolicyInvalid("network_allowlist must be a tuple of 'host:port' strings.")
+        if self.network == "none" and entries:
+            raise PolicyInvalid(
+                "A network allowlist needs network='allowlist'.", field="network_allowlist"
+            )
+        if self.network == "allowlist" and not entries:
+            raise PolicyInvalid(
+                "network='allowlist' needs at least one 'host:port' entry.",
+                field="network_allowlist",
+            )
+        if len(entries) > MAX_ENTRIES:
+            raise PolicyInvalid(
+                f"At most {MAX_ENTRIES} network allowlist entries.", field="network_allowlist"
+            )
+        # Stored normalised and sorted, so that equal allowlists hash alike.
+        canonical = tuple(sorted({str(parse_destination(e)) for e in entries}))
+        object.__setattr__(self, "network_allowlist", canonical)
+
+    def destinations(self) -> tuple[Destination, ...]:
+        """The allowlist entries, parsed."""
+        return tuple(parse_destination(e) for e in self.network_allowlist)
+
     def all_hidden(self) -> tuple[str, ...]:
         """Hidden paths, the fixed ones first, normalised and without duplicates."""
         seen: dict[str, None] = {}
@@ -119,6 +149,9 @@ class SandboxPolicy:
         data = asdict(self)
         data["env"] = sorted([k, v] for k, v in self.env)
         data["hidden_paths"] = list(self.all_hidden())
+        if not self.network_allowlist:
+            # Absent rather than empty: digests of network=none policies stay as they were.
+            del data["network_allowlist"]
         return data
 
     def digest(self) -> str:

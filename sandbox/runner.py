@@ -21,8 +21,10 @@ from sandbox.cgroups import RunCgroup, create_run_cgroup
 from sandbox.confine import MB, inner_command, running_as_root, sandbox_env
 from sandbox.errors import BackendUnusable, SandboxStartFailed, SandboxUnavailable
 from sandbox.firejail import firejail_argv
+from sandbox.netns import supported as netns_supported
 from sandbox.policy import SandboxPolicy
 from sandbox.process import Exit, SandboxProcess, tree_rss_bytes
+from sandbox.relay import NetworkRelay
 from sandbox.seccomp import filter_fd
 from sandbox.workspace import Workspace
 
@@ -106,6 +108,10 @@ class Sandbox:
         self.policy = policy
         self.backend = choose_backend(backend)
         self.workspace_root = workspace_root
+        if policy.network == "allowlist":
+            info = next(i for i in available_backends() if i.name == self.backend)
+            if not info.allowlist:
+                raise BackendUnusable(f"{self.backend}: {info.allowlist_detail}.")
 
     def _owner(self) -> tuple[int, int] | None:
         # As root the code runs as the policy's uid, which must be able to write the workspace.
@@ -149,21 +155,38 @@ class Sandbox:
             return result
         return RunResult(**{**asdict(result), "workspace": str(space.path)})
 
-    def _command(self, argv: list[str], space: Workspace, nproc: bool, fds: list[int]) -> list[str]:
+    def _command(
+        self,
+        argv: list[str],
+        space: Workspace,
+        nproc: bool,
+        fds: list[int],
+        relay: NetworkRelay | None,
+    ) -> list[str]:
         inner = inner_command(self.policy, argv, with_nproc=nproc)
+        hosts = relay.hosts_path if relay is not None else None
+        prefix = relay.enter() if relay is not None else []
+        ready = relay is not None
         if self.backend == "bubblewrap":
             fd = filter_fd()
             fds.append(fd)
-            return bwrap_argv(self.policy, space.path, inner, fd)
-        return firejail_argv(self.policy, space.path, inner)
+            return [*prefix, *bwrap_argv(self.policy, space.path, inner, fd, hosts, ready)]
+        return [*prefix, *firejail_argv(self.policy, space.path, inner, hosts, ready)]
 
     async def _run_in(self, argv: list[str], space: Workspace, stdin: bytes | None) -> RunResult:
         limits = self.policy.limits
         cgroup = create_run_cgroup(limits.memory_mb * MB, limits.max_processes + 8)
         fds: list[int] = []
         before = space.snapshot()
+        relay: NetworkRelay | None = None
         try:
-            command = self._command(argv, space, nproc=cgroup is None, fds=fds)
+            # As root the run's network namespace is made here, not by the backend, where that
+            # saves time (firejail) or is needed (the allowlist's relay): see sandbox.netns.
+            if self.policy.network == "allowlist" or (
+                self.backend == "firejail" and netns_supported() is None
+            ):
+                relay = await NetworkRelay.prepare(self.policy)
+            command = self._command(argv, space, cgroup is None, fds, relay)
             if cgroup is not None:
                 command = ["/bin/sh", "-c", cgroup.join_script(), "sh", *command]
             stdin_fd = os.memfd_create("enclave-stdin", 0)
@@ -176,8 +199,11 @@ class Sandbox:
             after = space.snapshot()
             changed = tuple(sorted(p for p, meta in after.items() if before.get(p) != meta))
             # Read the cgroup's counters before it is removed.
-            return _result(outcome, changed, self.backend, self.policy, cgroup)
+            network = relay.summary() if relay is not None else "none (private namespace)"
+            return _result(outcome, changed, self.backend, self.policy, cgroup, network)
         finally:
+            if relay is not None:
+                await relay.close()
             if cgroup is not None:
                 await asyncio.to_thread(cgroup.remove)
             for fd in fds:
@@ -329,6 +355,7 @@ def _result(
     backend: str,
     policy: SandboxPolicy,
     cgroup: RunCgroup | None,
+    network: str,
 ) -> RunResult:
     # rusage's maxrss cannot be used: a forked child starts with the appliance's own high-water
     # mark. The cgroup's peak is what the memory limit counts (resident pages and page cache);
@@ -346,6 +373,7 @@ def _result(
         "processes": f"cgroup v{cgroup.version}" if cgroup else "RLIMIT_NPROC",
         "memory": f"RLIMIT_AS + cgroup v{cgroup.version}" if cgroup else "RLIMIT_AS",
         "uid": str(policy.uid) if running_as_root() else "caller (user namespace)",
+        "network": network,
     }
     return RunResult(
         exit_code=code,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +34,13 @@ def exec_command(
         float | None, typer.Option("--timeout", help="Wall-clock limit in seconds.")
     ] = None,
     memory: Annotated[int | None, typer.Option("--memory", help="Memory limit in MB.")] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow",
+            help="Allow TCP to HOST:PORT ([IPv6]:PORT); repeatable (network=allowlist).",
+        ),
+    ] = None,
 ) -> None:
     """Run CMD ARGS... under the default policy in an empty workspace; print the result as
     JSON (exit code, stdout, stderr, truncation flags, limit hit, resource use)."""
@@ -41,6 +49,8 @@ def exec_command(
         policy = sandbox_policy(settings, wall_seconds=timeout, memory_mb=memory)
         chosen = backend or settings.sandbox_backend
         try:
+            if allow:
+                policy = replace(policy, network="allowlist", network_allowlist=tuple(allow))
             with tempfile.TemporaryDirectory(prefix="enclave-sandbox-") as root:
                 sandbox = Sandbox(policy, chosen, workspace_root=Path(root))
                 result = asyncio.run(sandbox.run(list(command)))

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import shutil
 import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -45,13 +46,21 @@ class SandboxUnavailableError(EngineError):
     )
 
 
+def tool_python() -> str:
+    """The interpreter the ``python`` tool runs: this one, except in the frozen bundle, whose
+    executable is the ``enclave`` program (not an interpreter): there, the system's python3."""
+    if getattr(sys, "frozen", False):
+        return shutil.which("python3") or "/usr/bin/python3"
+    return sys.executable
+
+
 @dataclass
 class SandboxProvider:
     """Builds the :class:`~sandbox.Sandbox` on first use (backend discovery runs once)."""
 
     policy: SandboxPolicy
     backend: str | None = None
-    python: str = sys.executable
+    python: str = field(default_factory=lambda: tool_python())
     _sandbox: Sandbox | None = field(default=None, init=False, repr=False)
 
     def get(self) -> Sandbox:

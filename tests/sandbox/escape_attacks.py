@@ -154,7 +154,25 @@ ATTACKS: list[Attack] = [
         "signal_parent",
         "for target in (PID, os.getppid(), 1):\n"
         "    attempt(f'kill {target}', lambda: os.kill(target, 0) or (target == PID or 1/0))\n"
-        "attempt('kill -1', lambda: os.kill(-1, signal.SIGKILL) and 1/0)",
+        # Linux answers kill(-1) with success as soon as any process besides init and the
+        # caller exists, even one it may not signal (EPERM is not reported): with other
+        # processes in view (firejail's root-owned reaper), what counts is whether any of
+        # them is ours to signal.
+        "def ruid(p):\n"
+        "    try:\n"
+        "        return int(open(f'/proc/{p}/status').read().split('Uid:')[1].split()[0])\n"
+        "    except (OSError, IndexError):\n"
+        "        return None\n"
+        "visible = [p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid())]\n"
+        "mine = [p for p in visible if ruid(p) == os.getuid()]\n"
+        "if mine:\n"
+        "    leak(f'kill -1 can reach {mine}')\n"
+        "try:\n"
+        "    os.kill(-1, signal.SIGKILL)\n"
+        "    if not visible:\n"
+        "        leak('kill -1 reached a process this sandbox cannot see')\n"
+        "except OSError:\n"
+        "    pass",
         expect_done=False,
     ),
     # --- network ----------------------------------------------------------------------------

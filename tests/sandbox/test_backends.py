@@ -60,3 +60,28 @@ def test_a_backend_that_cannot_enforce_the_full_policy_is_unusable(
     info = probe_backend("bubblewrap")
     assert not info.usable
     assert info.detail == "the full policy failed: bwrap: seccomp refused"
+
+
+FIREJAIL_GROUPS = Path("/usr/share/doc/firejail/syscalls.txt")
+
+
+@pytest.mark.skipif(not FIREJAIL_GROUPS.exists(), reason="firejail's syscall groups not installed")
+def test_firejail_default_filter_covers_our_list() -> None:
+    """firejail runs with its precompiled default filter (no per-run compile): it must deny
+    every syscall bubblewrap's filter denies, but for the namespace calls (denied by
+    --restrict-namespaces) and two that need rights the sandbox uid lacks."""
+    from sandbox.seccomp import BLOCKED_SYSCALLS
+
+    groups: dict[str, list[str]] = {}
+    for line in FIREJAIL_GROUPS.read_text().splitlines():
+        if line.startswith("@") and "=" in line:
+            name, members = line.split("=", 1)
+            groups[name] = members.split(",")
+
+    def expand(item: str) -> set[str]:
+        return set().union(*(expand(m) for m in groups[item])) if item in groups else {item}
+
+    default = expand("@default-nodebuggers")
+    uncovered = set(BLOCKED_SYSCALLS) - default
+    assert uncovered <= {"unshare", "setns", "kcmp", "quotactl", "io_uring_setup"}, uncovered
+    assert "mount" in default and "ptrace" in default and "bpf" in default
