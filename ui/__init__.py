@@ -21,12 +21,14 @@ from ui.agents import add_agent_pages
 from ui.chat import add_chat_pages
 from ui.knowledge import add_knowledge_pages
 from ui.pages import add_lifecycle_pages
+from ui.wizard import add_wizard_pages
 
 
 def add_pages(appliance: Appliance) -> None:
     """Register every page (each checks who may open it)."""
     add_lifecycle_pages(appliance)
     add_account_pages(appliance)
+    add_wizard_pages(appliance)
     add_account_page(appliance)
     add_chat_pages(appliance)
     add_agent_pages(appliance)

@@ -12,6 +12,7 @@ from nicegui import ui
 from appliance import Appliance, EnclaveError
 from appliance.identity.models import User
 from ui.frame import frame, heading
+from ui.i18n import N_, _
 from ui.offload import in_thread
 from ui.session import SignedIn, signed_in
 
@@ -20,6 +21,17 @@ BUILDER_ROLES = frozenset({"admin", "builder"})
 ADMIN_ROLES = frozenset({"admin"})
 OVERSIGHT_ROLES = frozenset({"admin", "auditor"})
 ALL_ROLES = frozenset({"admin", "builder", "member", "auditor"})
+ROLE_NAMES = {
+    "admin": N_("admin"),
+    "builder": N_("builder"),
+    "member": N_("member"),
+    "auditor": N_("auditor"),
+}
+
+
+def role_name(role: str) -> str:
+    """A role's name in the page's language (unknown roles as they are)."""
+    return _(ROLE_NAMES[role]) if role in ROLE_NAMES else role
 
 
 @dataclass(frozen=True)
@@ -49,7 +61,8 @@ async def viewer(
     appliance: Appliance, request: Request, roles: Collection[str], title: str
 ) -> Viewer | None:
     """The page's viewer; None after sending anonymous visitors to sign in, or after telling a
-    signed-in person without one of ``roles`` that the page is not theirs."""
+    signed-in person without one of ``roles`` that the page is not theirs (``title``: the
+    page's translated name)."""
     found = await in_thread(_load, appliance, request)
     if found is None:
         ui.navigate.to("/login")
@@ -57,10 +70,17 @@ async def viewer(
     who, user = found
     if who.role not in roles:
         with frame(title, role=who.role):
-            heading("Not available to you")
+            heading(_("Not available to you"))
             ui.label(
-                f"The {title} page is for {', '.join(sorted(roles))} accounts; you are signed in "
-                f"as {who.username} ({who.role}). Ask an administrator if you need access."
+                _(
+                    "The {title} page is for {roles} accounts; you are signed in as {user} "
+                    "({role}). Ask an administrator if you need access."
+                ).format(
+                    title=title,
+                    roles=", ".join(role_name(r) for r in sorted(roles)),
+                    user=who.username,
+                    role=role_name(who.role),
+                )
             ).props("id=refused role=alert")
         return None
     return Viewer(who, user)

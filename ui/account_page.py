@@ -1,4 +1,5 @@
-"""/account: your own API keys (create, see the token once, revoke) and your own usage."""
+"""/account: your language, your own API keys (create, see the token once, revoke) and your own
+usage."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from nicegui import ui
 
 from appliance import Appliance, EnclaveError
 from appliance.identity.api_keys import SCOPES
-from ui.access import ALL_ROLES, Viewer, viewer
+from ui.access import ALL_ROLES, Viewer, role_name, viewer
 from ui.frame import error_line, frame, heading, subheading
+from ui.i18n import _, aria_label
+from ui.language import language_picker
 from ui.offload import in_thread
 
 
@@ -20,23 +23,32 @@ def add_account_page(appliance: Appliance) -> None:
 
     @ui.page("/account")
     async def account_page(request: Request) -> None:
-        person = await viewer(appliance, request, ALL_ROLES, "Account")
+        person = await viewer(appliance, request, ALL_ROLES, _("Account"))
         if person is None:
             return
         usage = await in_thread(own_usage, appliance, person.user.username)
-        with frame("Account", role=person.role, wide=True):
-            heading("Your account")
-            ui.label(f"Signed in as {person.who.username} ({person.role}).")
+        with frame(_("Account"), role=person.role, wide=True):
+            heading(_("Your account"))
+            ui.label(
+                _("Signed in as {user} ({role}).").format(
+                    user=person.who.username, role=role_name(person.role)
+                )
+            )
+            language_picker()
             keys = KeysView(appliance, person)
             keys.draw()
-            subheading("Your usage (last 30 days)")
+            subheading(_("Your usage (last 30 days)"))
             if usage is None:
-                ui.label("You have not used any credits in the last 30 days.").props("id=own-usage")
+                ui.label(_("You have not used any credits in the last 30 days.")).props(
+                    "id=own-usage"
+                )
             else:
                 ui.label(
-                    f"{usage['calls']} model calls, "
-                    f"{usage['prompt_tokens'] + usage['completion_tokens']} tokens, "
-                    f"{usage['credits']} credits."
+                    _("{calls} model calls, {tokens} tokens, {credits} credits.").format(
+                        calls=usage["calls"],
+                        tokens=usage["prompt_tokens"] + usage["completion_tokens"],
+                        credits=usage["credits"],
+                    )
                 ).props("id=own-usage")
         await keys.refresh()
 
@@ -57,21 +69,23 @@ class KeysView:
 
     def draw(self) -> None:
         """The section (filled by :meth:`refresh`)."""
-        subheading("Your API keys")
+        subheading(_("Your API keys"))
         ui.label(
-            "Programs use API keys to call Enclave as you. A key's token is shown once, when "
-            "it is created; store it like a password."
+            _(
+                "Programs use API keys to call Enclave as you. A key's token is shown once, when "
+                "it is created; store it like a password."
+            )
         )
         self.error = error_line().props("id=key-error")
         self.listing = ui.column().classes("w-full gap-1").props("id=own-keys")
         with ui.row().classes("items-end gap-2"):
-            self.name = ui.input("Key name")
+            self.name = ui.input(_("Key name"))
             self.scopes = (
-                ui.select(sorted(SCOPES), label="Scopes", value=["chat"], multiple=True)
+                ui.select(sorted(SCOPES), label=_("Scopes"), value=["chat"], multiple=True)
                 .classes("w-96")
                 .props("use-chips")
             )
-            ui.button("Create key", on_click=self.create).props("id=key-create")
+            ui.button(_("Create key"), on_click=self.create).props("id=key-create")
 
     async def refresh(self) -> None:
         """Re-read the keys."""
@@ -79,16 +93,17 @@ class KeysView:
         self.listing.clear()
         with self.listing:
             if not keys:
-                ui.label("You have no API keys.")
+                ui.label(_("You have no API keys."))
             for key in keys:
-                state = "revoked" if key.revoked_at else "active"
+                state = _("revoked") if key.revoked_at else _("active")
                 with ui.row().classes("items-center gap-4 own-key"):
-                    ui.label(key.name).classes("text-bold")
-                    ui.label(", ".join(key.scope_list))
+                    ui.label(key.name).classes("text-bold i18n-data")
+                    ui.label(", ".join(key.scope_list)).classes("i18n-data")
                     ui.label(state)
                     if not key.revoked_at:
-                        ui.button("Revoke", on_click=lambda k=key.id: self.revoke(k)).props(
-                            f'flat no-caps color=negative aria-label="Revoke {key.name}"'
+                        ui.button(_("Revoke"), on_click=lambda k=key.id: self.revoke(k)).props(
+                            "flat no-caps color=negative "
+                            + aria_label(_("Revoke {name}").format(name=key.name))
                         )
 
     async def create(self) -> None:
@@ -112,12 +127,12 @@ class KeysView:
             return
         self.name.value = ""
         with ui.dialog() as dialog, ui.card():
-            subheading("Your new API key")
-            ui.label("Copy it now: it will not be shown again.")
-            ui.label(token).classes("font-mono").props("id=new-key-token")
+            subheading(_("Your new API key"))
+            ui.label(_("Copy it now: it will not be shown again."))
+            ui.label(token).classes("font-mono i18n-data").props("id=new-key-token")
             with ui.row():
-                ui.button("Copy", on_click=lambda: ui.clipboard.write(token))
-                ui.button("Done", on_click=dialog.close).props("id=new-key-done")
+                ui.button(_("Copy"), on_click=lambda: ui.clipboard.write(token))
+                ui.button(_("Done"), on_click=dialog.close).props("id=new-key-done")
         dialog.open()
         await self.refresh()
 

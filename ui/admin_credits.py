@@ -13,15 +13,18 @@ from appliance import Appliance, EnclaveError
 from ui.access import ADMIN_ROLES, viewer
 from ui.admin import admin_nav
 from ui.frame import error_line, frame, heading, subheading
+from ui.i18n import N_, _, aria_label
 from ui.offload import in_thread
 
 STATE_TEXT = {
-    "unlicensed": "No license is installed: evaluation mode.",
-    "valid": "The license is valid.",
-    "expiring": "The license expires soon; import a renewal.",
-    "grace": "The license has expired and is in its grace period; import a renewal now.",
-    "read_only": "No valid license: Enclave is read-only until one is imported.",
+    "unlicensed": N_("No license is installed: evaluation mode."),
+    "valid": N_("The license is valid."),
+    "expiring": N_("The license expires soon; import a renewal."),
+    "grace": N_("The license has expired and is in its grace period; import a renewal now."),
+    "read_only": N_("No valid license: Enclave is read-only until one is imported."),
 }
+# The first column of each usage table.
+GROUP_NAMES = {"day": N_("Day"), "user": N_("User"), "agent": N_("Agent"), "model": N_("Model")}
 
 
 def credits_report(appliance: Appliance, days: int = 30) -> dict[str, Any]:
@@ -41,10 +44,11 @@ def credits_report(appliance: Appliance, days: int = 30) -> dict[str, Any]:
 
 
 def bar_chart(title: str, rows: list[dict[str, Any]], key: str) -> None:
-    """Credits per ``key`` as a bar chart, with the numbers in an accessible table below."""
+    """Credits per ``key`` as a bar chart, with the numbers in an accessible table below
+    (``title`` is already translated)."""
     ui.label(title).classes("text-subtitle1").props("role=heading aria-level=3")
     if not rows:
-        ui.label("No usage in this period.")
+        ui.label(_("No usage in this period."))
         return
     labels = [str(r[key]) for r in rows]
     values = [float(r["credits"]) for r in rows]
@@ -52,16 +56,16 @@ def bar_chart(title: str, rows: list[dict[str, Any]], key: str) -> None:
         {
             "tooltip": {},
             "xAxis": {"type": "category", "data": labels},
-            "yAxis": {"type": "value", "name": "credits"},
-            "series": [{"type": "bar", "data": values, "name": "credits"}],
+            "yAxis": {"type": "value", "name": _("credits")},
+            "series": [{"type": "bar", "data": values, "name": _("credits")}],
         }
-    ).classes("w-full h-56").props(f'aria-label="{title}"')
+    ).classes("w-full h-56").props(aria_label(title))
     ui.table(
         columns=[
-            {"name": key, "label": key.capitalize(), "field": key, "align": "left"},
-            {"name": "calls", "label": "Calls", "field": "calls"},
-            {"name": "tokens", "label": "Tokens", "field": "tokens"},
-            {"name": "credits", "label": "Credits", "field": "credits"},
+            {"name": key, "label": _(GROUP_NAMES[key]), "field": key, "align": "left"},
+            {"name": "calls", "label": _("Calls"), "field": "calls"},
+            {"name": "tokens", "label": _("Tokens"), "field": "tokens"},
+            {"name": "credits", "label": _("Credits"), "field": "credits"},
         ],
         rows=[
             {
@@ -80,28 +84,50 @@ def add_admin_credits_page(appliance: Appliance) -> None:
 
     @ui.page("/admin/credits")
     async def credits_page(request: Request) -> None:
-        person = await viewer(appliance, request, ADMIN_ROLES, "License and credits")
+        person = await viewer(appliance, request, ADMIN_ROLES, _("License and credits"))
         if person is None:
             return
         report = await in_thread(credits_report, appliance)
         services = appliance.services
-        with frame("License and credits", role=person.role, wide=True):
+        with frame(_("License and credits"), role=person.role, wide=True):
             admin_nav(person.role)
-            heading("License and credits")
-            subheading("License")
+            heading(_("License and credits"))
+            subheading(_("License"))
             status = report["status"]
             lic = status.get("license") or {}
-            ui.label(STATE_TEXT.get(status["state"], status["state"])).props("id=license-state")
+            state = status["state"]
+            ui.label(_(STATE_TEXT[state]) if state in STATE_TEXT else state).props(
+                "id=license-state"
+            )
             if lic:
+                terms = (
+                    _(
+                        "{customer}, tier {tier}, {used} of {seats} seats used, expires {day} "
+                        "({days} days left)"
+                    )
+                    if status["days_left"]
+                    else _("{customer}, tier {tier}, {used} of {seats} seats used, expires {day}")
+                )
                 ui.label(
-                    f"{lic['customer']}, tier {lic['tier']}, {report['seats_used']} of "
-                    f"{lic['seats']} seats used, expires {lic['expires_at'][:10]}"
-                    + (f" ({status['days_left']} days left)" if status["days_left"] else "")
+                    terms.format(
+                        customer=lic["customer"],
+                        tier=lic["tier"],
+                        used=report["seats_used"],
+                        seats=lic["seats"],
+                        day=lic["expires_at"][:10],
+                        days=status["days_left"],
+                    )
                 )
             else:
-                ui.label(f"{report['seats_used']} accounts in use.")
-            ui.label(f"Machine id (for the vendor): {report['machine_id']}").classes("text-caption")
-            text = ui.textarea("License file contents").classes("w-full").props("id=license-text")
+                ui.label(_("{count} accounts in use.").format(count=report["seats_used"]))
+            ui.label(
+                _("Machine id (for the vendor): {machine_id}").format(
+                    machine_id=report["machine_id"]
+                )
+            ).classes("text-caption")
+            text = (
+                ui.textarea(_("License file contents")).classes("w-full").props("id=license-text")
+            )
             problem = error_line()
 
             async def import_license() -> None:
@@ -122,29 +148,38 @@ def add_admin_credits_page(appliance: Appliance) -> None:
                 except EnclaveError as exc:
                     problem.text = exc.message
                     return
-                ui.notify("License imported.")
+                ui.notify(_("License imported."))
                 ui.navigate.reload()
 
-            ui.button("Import license", on_click=import_license).props("id=license-import")
-            subheading("Credits")
+            ui.button(_("Import license"), on_click=import_license).props("id=license-import")
+            subheading(_("Credits"))
             balance, forecast = report["balance"], report["forecast"]
             ui.label(
-                f"Available: {balance['available']} credits ({balance['reserved']} reserved "
-                "for answers in progress)."
+                _(
+                    "Available: {available} credits ({reserved} reserved for answers in progress)."
+                ).format(available=balance["available"], reserved=balance["reserved"])
             ).props("id=credit-balance")
-            ui.label(
-                f"At {forecast['daily_rate']} credits a day (last {forecast['days_observed']} "
-                "days) the balance runs out on "
-                + (forecast["runs_out_on"] or "no date: nothing is being spent")
-                + "."
-            ).props("id=credit-forecast")
+            if forecast["runs_out_on"]:
+                outlook = _(
+                    "At {rate} credits a day (last {days} days) the balance runs out on {day}."
+                ).format(
+                    rate=forecast["daily_rate"],
+                    days=forecast["days_observed"],
+                    day=forecast["runs_out_on"],
+                )
+            else:
+                outlook = _(
+                    "At {rate} credits a day (last {days} days) the balance does not run out: "
+                    "nothing is being spent."
+                ).format(rate=forecast["daily_rate"], days=forecast["days_observed"])
+            ui.label(outlook).props("id=credit-forecast")
             usage = report["usage"]
-            bar_chart("Credits per day (last 30 days)", usage["day"], "day")
+            bar_chart(_("Credits per day (last 30 days)"), usage["day"], "day")
             with ui.row().classes("w-full no-wrap gap-4"):
                 for by, title in (
-                    ("user", "By user"),
-                    ("agent", "By agent"),
-                    ("model", "By model"),
+                    ("user", _("By user")),
+                    ("agent", _("By agent")),
+                    ("model", _("By model")),
                 ):
                     with ui.column().classes("w-1/3"):
                         bar_chart(title, usage[by], by)

@@ -22,9 +22,10 @@ from appliance.doctor import (
 from ui.access import ADMIN_ROLES, Viewer, viewer
 from ui.admin import admin_nav
 from ui.frame import error_line, frame, heading, subheading
+from ui.i18n import N_, _
 from ui.offload import in_thread
 
-SHOWN = {Status.OK: "ok", Status.WARN: "warning", Status.FAIL: "FAILING"}
+SHOWN = {Status.OK: N_("ok"), Status.WARN: N_("warning"), Status.FAIL: N_("FAILING")}
 
 
 def health_checks(appliance: Appliance) -> list[Check]:
@@ -55,18 +56,18 @@ def add_admin_health_page(appliance: Appliance) -> None:
 
     @ui.page("/admin/health")
     async def health_page(request: Request) -> None:
-        person = await viewer(appliance, request, ADMIN_ROLES, "System health")
+        person = await viewer(appliance, request, ADMIN_ROLES, _("System health"))
         if person is None:
             return
-        with frame("System health", role=person.role, wide=True):
+        with frame(_("System health"), role=person.role, wide=True):
             admin_nav(person.role)
-            heading("System health")
-            summary = ui.label("Checking…").props("id=health-summary role=status")
+            heading(_("System health"))
+            summary = ui.label(_("Checking…")).props("id=health-summary role=status")
             table = ui.table(
                 columns=[
-                    {"name": "name", "label": "Check", "field": "name", "align": "left"},
-                    {"name": "status", "label": "Status", "field": "status", "align": "left"},
-                    {"name": "detail", "label": "Detail", "field": "detail", "align": "left"},
+                    {"name": "name", "label": _("Check"), "field": "name", "align": "left"},
+                    {"name": "status", "label": _("Status"), "field": "status", "align": "left"},
+                    {"name": "detail", "label": _("Detail"), "field": "detail", "align": "left"},
                 ],
                 rows=[],
                 row_key="name",
@@ -74,20 +75,23 @@ def add_admin_health_page(appliance: Appliance) -> None:
             table.classes("w-full")
 
             async def run_checks() -> None:
-                summary.text = "Checking…"
+                summary.text = _("Checking…")
                 checks = await in_thread(health_checks, appliance)
                 table.rows = [
-                    {"name": c.name, "status": SHOWN[c.status], "detail": c.detail} for c in checks
+                    {"name": c.name, "status": _(SHOWN[c.status]), "detail": c.detail}
+                    for c in checks
                 ]
                 table.update()
                 failing = [c.name for c in checks if c.status is Status.FAIL]
                 summary.text = (
-                    f"{len(failing)} failing: {', '.join(failing)}. Fix these first."
+                    _("{count} failing: {names}. Fix these first.").format(
+                        count=len(failing), names=", ".join(failing)
+                    )
                     if failing
-                    else f"All {len(checks)} checks pass or only warn."
+                    else _("All {count} checks pass or only warn.").format(count=len(checks))
                 )
 
-            ui.button("Check again", icon="refresh", on_click=run_checks).props("outline")
+            ui.button(_("Check again"), icon="refresh", on_click=run_checks).props("outline")
             notices = NoticesView(appliance, person)
             notices.draw()
         await run_checks()
@@ -103,7 +107,7 @@ class NoticesView:
 
     def draw(self) -> None:
         """The section (filled by :meth:`refresh`)."""
-        subheading("Notifications")
+        subheading(_("Notifications"))
         self.error = error_line()
         self.listing = ui.column().classes("w-full gap-1").props("id=notifications")
 
@@ -115,14 +119,16 @@ class NoticesView:
         self.listing.clear()
         with self.listing:
             if not notices:
-                ui.label("No notifications.")
+                ui.label(_("No notifications."))
             for notice in notices:
                 with ui.row().classes("items-center gap-4 notice"):
-                    ui.label(notice["created_at"][:16].replace("T", " "))
-                    ui.label(notice["message"]).classes("" if notice["read"] else "text-bold")
+                    ui.label(notice["created_at"][:16].replace("T", " ")).classes("i18n-data")
+                    ui.label(notice["message"]).classes(
+                        "i18n-data" if notice["read"] else "i18n-data text-bold"
+                    )
                     if not notice["read"]:
                         ui.button(
-                            "Mark read", on_click=lambda n=notice["id"]: self.mark_read(n)
+                            _("Mark read"), on_click=lambda n=notice["id"]: self.mark_read(n)
                         ).props("flat dense no-caps")
 
     async def mark_read(self, notice_id: int) -> None:

@@ -13,12 +13,16 @@ from fastapi import Request
 from nicegui import ui
 
 from appliance import Appliance, EnclaveError, Role
-from ui.access import ADMIN_ROLES, Viewer, viewer
+from ui.access import ADMIN_ROLES, Viewer, role_name, viewer
 from ui.admin import admin_nav
 from ui.frame import error_line, frame, heading, subheading
+from ui.i18n import _, aria_label
 from ui.offload import in_thread
 
-ROLES = {r.value: r.value.capitalize() for r in Role}
+
+def role_options() -> dict[str, str]:
+    """The roles for a select, named in the page's language."""
+    return {r.value: role_name(r.value).capitalize() for r in Role}
 
 
 def add_admin_user_pages(appliance: Appliance) -> None:
@@ -26,34 +30,37 @@ def add_admin_user_pages(appliance: Appliance) -> None:
 
     @ui.page("/admin/users")
     async def users_page(request: Request) -> None:
-        person = await viewer(appliance, request, ADMIN_ROLES, "Users and groups")
+        person = await viewer(appliance, request, ADMIN_ROLES, _("Users and groups"))
         if person is None:
             return
-        with frame("Users and groups", role=person.role, wide=True):
+        with frame(_("Users and groups"), role=person.role, wide=True):
             admin_nav(person.role)
-            heading("Users and groups")
+            heading(_("Users and groups"))
             UsersView(appliance, person).draw()
 
     @ui.page("/admin/keys")
     async def keys_page(request: Request) -> None:
-        person = await viewer(appliance, request, ADMIN_ROLES, "API keys")
+        person = await viewer(appliance, request, ADMIN_ROLES, _("API keys"))
         if person is None:
             return
         services = appliance.services
         keys = await in_thread(services.api_keys.list_all)
         names = {u.id: u.username for u in await in_thread(services.users.list_users)}
-        with frame("API keys", role=person.role, wide=True):
+        with frame(_("API keys"), role=person.role, wide=True):
             admin_nav(person.role)
-            heading("API keys")
+            heading(_("API keys"))
             error = error_line()
             if not keys:
-                ui.label("No API keys yet. People create their own keys through the API.")
+                ui.label(_("No API keys yet. People create their own keys through the API."))
             for key in keys:
-                state = "revoked" if key.revoked_at else "active"
+                state = _("revoked") if key.revoked_at else _("active")
                 with ui.row().classes("w-full items-center gap-4 key-row"):
-                    ui.label(key.name).classes("text-bold")
-                    ui.label(f"owner {names.get(key.user_id, key.user_id)}")
-                    ui.label(", ".join(key.scope_list) or "no scopes")
+                    ui.label(key.name).classes("text-bold i18n-data")
+                    ui.label(_("owner {user}").format(user=names.get(key.user_id, key.user_id)))
+                    if key.scope_list:
+                        ui.label(", ".join(key.scope_list)).classes("i18n-data")
+                    else:
+                        ui.label(_("no scopes"))
                     ui.label(state)
                     if not key.revoked_at:
 
@@ -72,8 +79,9 @@ def add_admin_user_pages(appliance: Appliance) -> None:
                                 return
                             ui.navigate.reload()
 
-                        ui.button("Revoke", on_click=revoke).props(
-                            f'flat no-caps color=negative aria-label="Revoke key {key.name}"'
+                        ui.button(_("Revoke"), on_click=revoke).props(
+                            "flat no-caps color=negative "
+                            + aria_label(_("Revoke key {name}").format(name=key.name))
                         )
 
 
@@ -88,10 +96,10 @@ class UsersView:
     def draw(self) -> None:
         """Both sections."""
         self.error = error_line().props("id=admin-error")
-        subheading("Accounts")
+        subheading(_("Accounts"))
         self.accounts = ui.column().classes("w-full gap-1").props("id=user-list")
         self._new_user_form()
-        subheading("Groups")
+        subheading(_("Groups"))
         self.groups = ui.column().classes("w-full gap-2").props("id=group-list")
         self._new_group_form()
         ui.timer(0, self.refresh, once=True)
@@ -109,22 +117,29 @@ class UsersView:
         self.groups.clear()
         with self.groups:
             if not groups:
-                ui.label("No groups yet.")
+                ui.label(_("No groups yet."))
             names = {u.id: u.username for u in users}
             for group in groups:
                 with ui.row().classes("items-center gap-2 group-row"):
-                    ui.label(group.name).classes("text-bold")
+                    ui.label(group.name).classes("text-bold i18n-data")
                     ui.label(
-                        "members: " + (", ".join(u.username for u in members[group.id]) or "none")
+                        _("members: {names}").format(
+                            names=", ".join(u.username for u in members[group.id]) or _("none")
+                        )
                     )
-                    pick = ui.select(names, label=f"Add to {group.name}").classes("w-48")
+                    pick = ui.select(
+                        names, label=_("Add to {group}").format(group=group.name)
+                    ).classes("w-48")
                     ui.button(
-                        "Add", on_click=lambda g=group.id, p=pick: self._add_member(g, p.value)
-                    ).props(f'flat no-caps aria-label="Add the chosen user to {group.name}"')
+                        _("Add"), on_click=lambda g=group.id, p=pick: self._add_member(g, p.value)
+                    ).props(
+                        "flat no-caps "
+                        + aria_label(_("Add the chosen user to {group}").format(group=group.name))
+                    )
 
     async def _add_member(self, group_id: int, user_id: Any) -> None:
         if user_id is None:
-            self.error.text = "Choose the user to add first."
+            self.error.text = _("Choose the user to add first.")
             return
         await self._change(
             lambda: self.services.groups.add_member(group_id, int(user_id)),
@@ -135,8 +150,12 @@ class UsersView:
 
     def _user_row(self, user: Any) -> None:
         with ui.row().classes("w-full items-center gap-4 user-row"):
-            ui.label(user.username).classes("text-bold w-40")
-            role = ui.select(ROLES, value=user.role, label=f"Role of {user.username}")
+            ui.label(user.username).classes("text-bold w-40 i18n-data")
+            role = ui.select(
+                role_options(),
+                value=user.role,
+                label=_("Role of {user}").format(user=user.username),
+            )
             role.classes("w-40")
             role.on_value_change(
                 lambda e, uid=user.id: self._change(
@@ -146,7 +165,7 @@ class UsersView:
                     {"role": str(e.value)},
                 )
             )
-            ui.label("disabled" if user.disabled else "active").classes("w-20")
+            ui.label(_("disabled") if user.disabled else _("active")).classes("w-20")
             flip = not user.disabled
 
             async def toggle(uid: int = user.id, disabled: bool = flip) -> None:
@@ -160,8 +179,13 @@ class UsersView:
             if user.id == self.person.user.id:
                 role.disable()  # an administrator cannot lock themselves out
             else:
-                ui.button("Disable" if flip else "Enable", on_click=toggle).props(
-                    f'outline no-caps aria-label="{"Disable" if flip else "Enable"} {user.username}"'
+                ui.button(_("Disable") if flip else _("Enable"), on_click=toggle).props(
+                    "outline no-caps "
+                    + aria_label(
+                        (_("Disable {user}") if flip else _("Enable {user}")).format(
+                            user=user.username
+                        )
+                    )
                 )
 
     async def _change(
@@ -180,9 +204,11 @@ class UsersView:
 
     def _new_user_form(self) -> None:
         with ui.row().classes("items-end gap-2"):
-            name = ui.input("New user name")
-            password = ui.input("Initial password", password=True)
-            role = ui.select(ROLES, value="member", label="New user's role").classes("w-40")
+            name = ui.input(_("New user name"))
+            password = ui.input(_("Initial password"), password=True)
+            role = ui.select(role_options(), value="member", label=_("New user's role")).classes(
+                "w-40"
+            )
 
             async def create() -> None:
                 self.error.text = ""
@@ -202,14 +228,14 @@ class UsersView:
                     self.error.text = exc.message
                     return
                 name.value = password.value = ""
-                ui.notify("Account created.")
+                ui.notify(_("Account created."))
                 await self.refresh()
 
-            ui.button("Create account", on_click=create).props("id=create-user")
+            ui.button(_("Create account"), on_click=create).props("id=create-user")
 
     def _new_group_form(self) -> None:
         with ui.row().classes("items-end gap-2"):
-            name = ui.input("New group name")
+            name = ui.input(_("New group name"))
 
             async def create() -> None:
                 self.error.text = ""
@@ -228,4 +254,4 @@ class UsersView:
                 name.value = ""
                 await self.refresh()
 
-            ui.button("Create group", on_click=create).props("id=create-group")
+            ui.button(_("Create group"), on_click=create).props("id=create-group")

@@ -17,6 +17,7 @@ from appliance.identity.models import User
 from ui.access import BUILDER_ROLES, Viewer, viewer
 from ui.agent_form import AgentForm, Choices
 from ui.frame import error_line, frame, heading, subheading
+from ui.i18n import _, aria_label
 from ui.offload import in_thread
 
 ChoiceLoader = Callable[[Appliance, User], Choices]
@@ -27,7 +28,7 @@ def add_agent_detail_page(appliance: Appliance, load_choices: ChoiceLoader) -> N
 
     @ui.page("/agents/{agent_id}")
     async def agent_page(request: Request, agent_id: str) -> None:
-        person = await viewer(appliance, request, BUILDER_ROLES, "Agent")
+        person = await viewer(appliance, request, BUILDER_ROLES, _("Agent"))
         if person is None:
             return
         agents = appliance.services.agents
@@ -35,10 +36,12 @@ def add_agent_detail_page(appliance: Appliance, load_choices: ChoiceLoader) -> N
             info = await in_thread(agents.get, person.user, agent_id)
             versions = await in_thread(agents.versions, person.user, agent_id)
         except EnclaveError:
-            with frame("Agent", role=person.role):
-                heading("Agent not found")
-                ui.label("This agent does not exist or is not shared with you.").props("role=alert")
-                ui.link("All agents", "/agents")
+            with frame(_("Agent"), role=person.role):
+                heading(_("Agent not found"))
+                ui.label(_("This agent does not exist or is not shared with you.")).props(
+                    "role=alert"
+                )
+                ui.link(_("All agents"), "/agents")
             return
         choices = await in_thread(load_choices, appliance, person.user)
         with frame(info.name, role=person.role, wide=True):
@@ -65,24 +68,27 @@ class AgentDetail:
     def draw(self, choices: Choices) -> None:
         """The whole page."""
         info = self.info
-        heading(info.name)
+        heading(info.name).classes("i18n-data")
         ui.label(
-            f"Active version {info.active_version} (latest {info.latest_version}). "
-            + ("You can edit this agent." if self.editable else "You can use but not edit it.")
+            (
+                _("Active version {active} (latest {latest}). You can edit this agent.")
+                if self.editable
+                else _("Active version {active} (latest {latest}). You can use but not edit it.")
+            ).format(active=info.active_version, latest=info.latest_version)
         ).props("id=agent-version")
         with ui.row().classes("gap-2"):
             ui.button(
-                "Try in chat",
+                _("Try in chat"),
                 icon="chat",
                 on_click=lambda: ui.navigate.to(f"/chat?agent={info.id}"),
             ).props("outline")
-            ui.button("Export", icon="download", on_click=self.export).props("outline id=export")
+            ui.button(_("Export"), icon="download", on_click=self.export).props("outline id=export")
         self.form = AgentForm(info.definition, choices, self.editable)
         self.error = error_line().props("id=agent-error")
         if self.editable:
             with ui.row().classes("items-end gap-2 w-full"):
-                self.note = ui.input("Change note (optional)").classes("grow")
-                ui.button("Save new version", on_click=self.save).props("id=agent-save")
+                self.note = ui.input(_("Change note (optional)")).classes("grow")
+                ui.button(_("Save new version"), on_click=self.save).props("id=agent-save")
         self.history()
         if self.editable:
             with ui.column().classes("w-full gap-2").props("id=sharing"):
@@ -102,7 +108,7 @@ class AgentDetail:
         except EnclaveError as exc:
             self.error.text = exc.message
             return
-        ui.notify("Saved as a new version.")
+        ui.notify(_("Saved as a new version."))
         self.reload()
 
     def export(self) -> None:
@@ -117,23 +123,31 @@ class AgentDetail:
 
     def history(self) -> None:
         """Every version, newest first, with compare and rollback."""
-        subheading("Version history")
+        subheading(_("Version history"))
         with ui.column().classes("w-full gap-1").props("id=version-history"):
             for version in reversed(self.versions):
                 active = version.version == self.info.active_version
                 with ui.row().classes("w-full items-center gap-4 version-row"):
-                    ui.label(f"Version {version.version}").classes("text-bold")
-                    ui.label(version.created_at.strftime("%Y-%m-%d %H:%M UTC"))
-                    ui.label(version.change_note or "No note.").classes("grow")
+                    ui.label(_("Version {number}").format(number=version.version)).classes(
+                        "text-bold"
+                    )
+                    ui.label(version.created_at.strftime("%Y-%m-%d %H:%M UTC")).classes("i18n-data")
+                    if version.change_note:
+                        ui.label(version.change_note).classes("grow i18n-data")
+                    else:
+                        ui.label(_("No note.")).classes("grow")
                     if active:
-                        ui.badge("active")
+                        ui.badge(_("active"))
                         continue
-                    ui.button("Compare", on_click=lambda v=version.version: self.compare(v)).props(
-                        f'flat no-caps aria-label="Compare version {version.version}"'
+                    ui.button(
+                        _("Compare"), on_click=lambda v=version.version: self.compare(v)
+                    ).props(
+                        "flat no-caps "
+                        + aria_label(_("Compare version {number}").format(number=version.version))
                     )
                     if self.editable:
                         ui.button(
-                            f"Roll back to version {version.version}",
+                            _("Roll back to version {number}").format(number=version.version),
                             on_click=lambda v=version.version: self.rollback(v),
                         ).props("outline no-caps")
 
@@ -147,28 +161,35 @@ class AgentDetail:
             self.error.text = exc.message
             return
         with ui.dialog() as dialog, ui.card().classes("w-[48rem]"):
-            subheading(f"Version {old} → version {self.info.active_version}")
+            subheading(
+                _("Version {old} → version {new}").format(old=old, new=self.info.active_version)
+            )
             changes = result["changes"]
             if not changes:
-                ui.label("The two versions are the same.")
+                ui.label(_("The two versions are the same."))
             rows = [
                 {"field": c["field"], "old": _show(c["old"]), "new": _show(c["new"])}
                 for c in changes
             ]
             ui.table(
                 columns=[
-                    {"name": "field", "label": "Field", "field": "field", "align": "left"},
-                    {"name": "old", "label": f"Version {old}", "field": "old", "align": "left"},
+                    {"name": "field", "label": _("Field"), "field": "field", "align": "left"},
+                    {
+                        "name": "old",
+                        "label": _("Version {number}").format(number=old),
+                        "field": "old",
+                        "align": "left",
+                    },
                     {
                         "name": "new",
-                        "label": f"Version {self.info.active_version}",
+                        "label": _("Version {number}").format(number=self.info.active_version),
                         "field": "new",
                         "align": "left",
                     },
                 ],
                 rows=rows,
             ).props("flat bordered wrap-cells id=version-diff").classes("w-full")
-            ui.button("Close", on_click=dialog.close)
+            ui.button(_("Close"), on_click=dialog.close)
         dialog.open()
 
     async def rollback(self, version: int) -> None:
@@ -178,7 +199,9 @@ class AgentDetail:
         except EnclaveError as exc:
             self.error.text = exc.message
             return
-        ui.notify(f"Rolled back: the active version now equals version {version}.")
+        ui.notify(
+            _("Rolled back: the active version now equals version {number}.").format(number=version)
+        )
         self.reload()
 
     # --- sharing -----------------------------------------------------------------------------
@@ -194,35 +217,44 @@ class AgentDetail:
     def _sharing(
         self, grants: list[dict[str, Any]], users: dict[int, str], groups: dict[int, str]
     ) -> None:
-        subheading("Sharing")
+        subheading(_("Sharing"))
         for grant in grants:
             if grant["user_id"] == self.info.owner_id:
                 continue
             who = (
-                f"user {users.get(grant['user_id'], grant['user_id'])}"
+                _("user {name}").format(name=users.get(grant["user_id"], grant["user_id"]))
                 if grant["user_id"] is not None
-                else f"group {groups.get(grant['group_id'], grant['group_id'])}"
+                else _("group {name}").format(name=groups.get(grant["group_id"], grant["group_id"]))
             )
             with ui.row().classes("items-center gap-2 share-row"):
-                ui.label(f"{who}: can {grant['level']}")
+                can = _("can edit") if grant["level"] == "edit" else _("can use")
+                ui.label(_("{who}: {access}").format(who=who, access=can))
                 ui.button(
-                    "Remove",
+                    _("Remove"),
                     on_click=lambda g=grant: self.unshare(g["user_id"], g["group_id"]),
-                ).props(f'flat dense no-caps aria-label="Stop sharing with {who}"')
-        options = {f"user:{i}": f"User {n}" for i, n in users.items() if i != self.info.owner_id}
-        options.update({f"group:{i}": f"Group {n}" for i, n in groups.items()})
+                ).props(
+                    "flat dense no-caps " + aria_label(_("Stop sharing with {who}").format(who=who))
+                )
+        options = {
+            f"user:{i}": _("User {name}").format(name=n)
+            for i, n in users.items()
+            if i != self.info.owner_id
+        }
+        options.update({f"group:{i}": _("Group {name}").format(name=n) for i, n in groups.items()})
         with ui.row().classes("items-end gap-2"):
-            target = ui.select(options, label="Share with", with_input=True).classes("w-64")
-            level = ui.select({"use": "can use", "edit": "can edit"}, label="Access", value="use")
+            target = ui.select(options, label=_("Share with"), with_input=True).classes("w-64")
+            level = ui.select(
+                {"use": _("can use"), "edit": _("can edit")}, label=_("Access"), value="use"
+            )
             ui.button(
-                "Share", on_click=lambda: self.share(str(target.value or ""), str(level.value))
+                _("Share"), on_click=lambda: self.share(str(target.value or ""), str(level.value))
             ).props("id=share-submit")
 
     async def share(self, target: str, level: str) -> None:
         """Grant ``level`` to a ``user:ID`` or ``group:ID``."""
-        kind, _, raw = target.partition(":")
+        kind, _sep, raw = target.partition(":")
         if not raw:
-            self.error.text = "Choose a user or group to share with."
+            self.error.text = _("Choose a user or group to share with.")
             return
         who = {"user_id": int(raw)} if kind == "user" else {"group_id": int(raw)}
         try:
@@ -248,5 +280,5 @@ class AgentDetail:
 
 def _show(value: Any) -> str:
     if value is None:
-        return "(not set)"
+        return _("(not set)")
     return value if isinstance(value, str) else json.dumps(value)

@@ -13,6 +13,7 @@ from typing import Any
 from nicegui import ui
 
 from ui.frame import subheading
+from ui.i18n import _, aria_label
 
 SEP = "::"
 
@@ -33,7 +34,7 @@ def model_key(choice: dict[str, Any]) -> str:
 
 def model_choice(key: str) -> dict[str, str]:
     """A select value back as ``{"provider", "model"}``."""
-    provider, _, model = key.partition(SEP)
+    provider, _sep, model = key.partition(SEP)
     return {"provider": provider, "model": model}
 
 
@@ -46,66 +47,74 @@ class AgentForm:
         current = model_key(document.get("model") or {})
         fallbacks = [model_key(f) for f in document.get("fallbacks") or []]
         for key in [current, *fallbacks]:
-            models.setdefault(key, key.replace(SEP, " / ") + " (not available now)")
+            models.setdefault(
+                key, _("{name} (not available now)").format(name=key.replace(SEP, " / "))
+            )
         tools = dict(choices.tools)
         chosen_tools = [str(t.get("name")) for t in document.get("tools") or []]
         for name in chosen_tools:
-            tools.setdefault(name, f"{name} (not available now)")
+            tools.setdefault(name, _("{name} (not available now)").format(name=name))
         bases = dict(choices.knowledge_bases)
         chosen_bases = list(document.get("knowledge_bases") or [])
         for kb in chosen_bases:
-            bases.setdefault(kb, f"{kb} (not visible to you)")
+            bases.setdefault(kb, _("{name} (not visible to you)").format(name=kb))
         generation = document.get("generation") or {}
         limits = document.get("limits") or {}
 
         with (
-            ui.column().classes("w-full gap-2").props('id=agent-form role=form aria-label="Agent"')
+            ui.column()
+            .classes("w-full gap-2")
+            .props("id=agent-form role=form " + aria_label(_("Agent")))
         ):
-            subheading("Definition")
-            self.name = ui.input("Name", value=document.get("name", "")).classes("w-full")
-            self.description = ui.input("Description", value=document.get("description", ""))
+            subheading(_("Definition"))
+            self.name = ui.input(_("Name"), value=document.get("name", "")).classes("w-full")
+            self.description = ui.input(_("Description"), value=document.get("description", ""))
             self.description.classes("w-full")
             self.instructions = (
-                ui.textarea("Instructions", value=document.get("instructions", ""))
+                ui.textarea(_("Instructions"), value=document.get("instructions", ""))
                 .classes("w-full")
                 .props("autogrow")
             )
-            self.model = ui.select(models, label="Model", value=current).classes("w-full")
+            self.model = ui.select(models, label=_("Model"), value=current).classes("w-full")
             self.fallbacks = (
                 ui.select(
-                    models, label="Fallback models (tried in order)", value=fallbacks, multiple=True
+                    models,
+                    label=_("Fallback models (tried in order)"),
+                    value=fallbacks,
+                    multiple=True,
                 )
                 .classes("w-full")
                 .props("use-chips")
             )
             self.tools = (
-                ui.select(tools, label="Tools", value=chosen_tools, multiple=True)
+                ui.select(tools, label=_("Tools"), value=chosen_tools, multiple=True)
                 .classes("w-full")
                 .props("use-chips")
             )
             self.knowledge_bases = (
-                ui.select(bases, label="Knowledge bases", value=chosen_bases, multiple=True)
+                ui.select(bases, label=_("Knowledge bases"), value=chosen_bases, multiple=True)
                 .classes("w-full")
                 .props("use-chips")
             )
-            subheading("Generation and limits")
+            subheading(_("Generation and limits"))
             with ui.row().classes("gap-4 agent-numbers"):
                 self.temperature = ui.number(
-                    "Temperature", value=generation.get("temperature", 0.7), min=0, max=2,
+                    _("Temperature"), value=generation.get("temperature", 0.7), min=0, max=2,
                     step=0.1,
                 )  # fmt: skip
                 self.max_tokens = ui.number(
-                    "Max output tokens", value=generation.get("max_output_tokens", 512), min=1,
+                    _("Max output tokens"), value=generation.get("max_output_tokens", 512), min=1,
                     max=8192, step=1,
                 )  # fmt: skip
                 self.max_steps = ui.number(
-                    "Max steps", value=limits.get("max_steps", 6), min=1, max=50, step=1
+                    _("Max steps"), value=limits.get("max_steps", 6), min=1, max=50, step=1
                 )
                 self.tool_timeout = ui.number(
-                    "Tool timeout (s)", value=limits.get("tool_timeout_s", 30.0), min=1, max=600
-                )
+                    _("Tool timeout (s)"), value=limits.get("tool_timeout_s", 30.0), min=1,
+                    max=600,
+                )  # fmt: skip
                 self.turn_timeout = ui.number(
-                    "Turn timeout (s)", value=limits.get("turn_timeout_s", 120.0), min=1,
+                    _("Turn timeout (s)"), value=limits.get("turn_timeout_s", 120.0), min=1,
                     max=3600,
                 )  # fmt: skip
             for number in (

@@ -20,6 +20,7 @@ from ui.access import BUILDER_ROLES, viewer
 from ui.agent_detail import add_agent_detail_page
 from ui.agent_form import SEP, AgentForm, Choices
 from ui.frame import error_line, frame, heading, subheading
+from ui.i18n import _
 from ui.offload import in_thread
 
 
@@ -28,16 +29,20 @@ def load_choices(appliance: Appliance, user: User) -> Choices:
     knowledge bases ``user`` may attach."""
     choices = Choices()
     for model_id, entry in catalog_for(appliance.home).entries.items():
-        choices.models[f"local{SEP}{model_id}"] = f"{entry.display_name} (local)"
+        choices.models[f"local{SEP}{model_id}"] = _("{model} (local)").format(
+            model=entry.display_name
+        )
     for endpoint in appliance.services.providers.list_endpoints():
         if endpoint.enabled:
             key = f"{endpoint.id}{SEP}{endpoint.model}"
-            choices.models[key] = f"{endpoint.name}: {endpoint.model} (remote)"
+            choices.models[key] = _("{endpoint}: {model} (remote)").format(
+                endpoint=endpoint.name, model=endpoint.model
+            )
     runs = appliance.runs
     for spec in runs.runner.tools.specs():
         choices.tools[spec.name] = f"{spec.name}: {spec.description.split('.')[0]}"
     for tool in runs.mcp.tools():
-        choices.tools[tool.spec.name] = f"{tool.spec.name} (MCP)"
+        choices.tools[tool.spec.name] = _("{tool} (MCP)").format(tool=tool.spec.name)
     try:
         bases = knowledge_runtime(appliance).service.list_bases(user)
     except EnclaveError:
@@ -51,40 +56,44 @@ def add_agent_pages(appliance: Appliance) -> None:
 
     @ui.page("/agents")
     async def agents_page(request: Request) -> None:
-        person = await viewer(appliance, request, BUILDER_ROLES, "Agents")
+        person = await viewer(appliance, request, BUILDER_ROLES, _("Agents"))
         if person is None:
             return
         services = appliance.services
         agents = await in_thread(services.agents.list_agents, person.user)
-        with frame("Agents", role=person.role, wide=True):
-            heading("Agents")
+        with frame(_("Agents"), role=person.role, wide=True):
+            heading(_("Agents"))
             with ui.row().classes("gap-2"):
                 ui.button(
-                    "New agent", icon="add", on_click=lambda: ui.navigate.to("/agents/new")
+                    _("New agent"), icon="add", on_click=lambda: ui.navigate.to("/agents/new")
                 ).props("id=new-agent")
-                ui.button("Import", icon="upload", on_click=lambda: import_dialog()).props(
+                ui.button(_("Import"), icon="upload", on_click=lambda: import_dialog()).props(
                     "outline id=import-agent"
                 )
             error = error_line()
             if not agents:
-                ui.label("No agents yet. Start from a template below or create a new one.")
+                ui.label(_("No agents yet. Start from a template below or create a new one."))
             with ui.column().classes("w-full gap-1").props("id=agent-list"):
                 for agent in agents:
-                    access = "can edit" if agent.level == "edit" else "can use"
+                    access = _("can edit") if agent.level == "edit" else _("can use")
                     with ui.row().classes("w-full items-center gap-4 agent-row"):
-                        ui.link(agent.name, f"/agents/{agent.id}").classes("text-bold")
-                        ui.label(agent.description).classes("grow text-grey-8")
-                        ui.label(f"version {agent.active_version} · {access}").classes(
-                            "text-caption"
-                        )
-            subheading("Start from a template")
+                        ui.link(agent.name, f"/agents/{agent.id}").classes("text-bold i18n-data")
+                        ui.label(agent.description).classes("grow text-grey-8 i18n-data")
+                        ui.label(
+                            _("version {number} · {access}").format(
+                                number=agent.active_version, access=access
+                            )
+                        ).classes("text-caption")
+            subheading(_("Start from a template"))
             with ui.row().classes("w-full gap-4"):
                 for template in list_templates():
+                    # Their texts are marked for translation in ui/agent_templates.py.
+                    title, summary = _(str(template["name"])), _(str(template["summary"]))
                     with ui.card().classes("w-64 template-card"):
-                        ui.label(template["name"]).classes("text-bold")
-                        ui.label(template["summary"]).classes("text-body2")
+                        ui.label(title).classes("text-bold")
+                        ui.label(summary).classes("text-body2")
                         ui.button(
-                            f"Use {template['name']}",
+                            _("Use {template}").format(template=title),
                             on_click=lambda t=template: from_template(t["id"]),
                         ).props("outline no-caps")
 
@@ -95,7 +104,7 @@ def add_agent_pages(appliance: Appliance) -> None:
                     services.agents.create,
                     person.user,
                     template_document(template_id),
-                    "Created from a template.",
+                    _("Created from a template."),
                 )
             except EnclaveError as exc:
                 error.text = exc.message
@@ -104,16 +113,18 @@ def add_agent_pages(appliance: Appliance) -> None:
 
         def import_dialog() -> None:
             with ui.dialog() as dialog, ui.card().classes("w-[40rem]"):
-                subheading("Import an agent")
-                ui.label('Paste an exported agent (JSON with "format": "enclave-agent").')
-                text = ui.textarea("Exported agent").classes("w-full").props("id=import-text")
+                subheading(_("Import an agent"))
+                ui.label(_('Paste an exported agent (JSON with "format": "enclave-agent").'))
+                text = ui.textarea(_("Exported agent")).classes("w-full").props("id=import-text")
                 problem = error_line()
 
                 async def submit() -> None:
                     try:
                         document: Any = json.loads(text.value or "")
                     except json.JSONDecodeError as exc:
-                        problem.text = f"This is not valid JSON ({exc.msg}, line {exc.lineno})."
+                        problem.text = _("This is not valid JSON ({error}, line {line}).").format(
+                            error=exc.msg, line=exc.lineno
+                        )
                         return
                     try:
                         made = await in_thread(services.agents.import_agent, person.user, document)
@@ -124,13 +135,13 @@ def add_agent_pages(appliance: Appliance) -> None:
                     ui.navigate.to(f"/agents/{made.id}")
 
                 with ui.row():
-                    ui.button("Import", on_click=submit).props("id=import-submit")
-                    ui.button("Cancel", on_click=dialog.close).props("flat")
+                    ui.button(_("Import"), on_click=submit).props("id=import-submit")
+                    ui.button(_("Cancel"), on_click=dialog.close).props("flat")
             dialog.open()
 
     @ui.page("/agents/new")
     async def new_agent_page(request: Request) -> None:
-        person = await viewer(appliance, request, BUILDER_ROLES, "New agent")
+        person = await viewer(appliance, request, BUILDER_ROLES, _("New agent"))
         if person is None:
             return
         choices = await in_thread(load_choices, appliance, person.user)
@@ -141,8 +152,8 @@ def add_agent_pages(appliance: Appliance) -> None:
             "model": default["model"],
             "generation": {"temperature": 0.7, "max_output_tokens": 512},
         }
-        with frame("New agent", role=person.role, wide=True):
-            heading("New agent")
+        with frame(_("New agent"), role=person.role, wide=True):
+            heading(_("New agent"))
             form = AgentForm(blank, choices, editable=True)
             error = error_line().props("id=agent-error")
 
@@ -157,6 +168,6 @@ def add_agent_pages(appliance: Appliance) -> None:
                     return
                 ui.navigate.to(f"/agents/{made.id}")
 
-            ui.button("Create agent", on_click=create).props("id=agent-create")
+            ui.button(_("Create agent"), on_click=create).props("id=agent-create")
 
     add_agent_detail_page(appliance, load_choices)

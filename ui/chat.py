@@ -13,9 +13,12 @@ from fastapi import Request
 from nicegui import ui
 
 from appliance import Appliance, EnclaveError
+from appliance.knowledge.passages import cited_passage
+from appliance.knowledge.runtime import knowledge_runtime
 from ui.access import CHAT_ROLES, Viewer, viewer
 from ui.chat_view import LiveAnswer, explain, stored_message_views, user_bubble
 from ui.frame import error_line, frame, heading, subheading
+from ui.i18n import _, aria_label
 from ui.markdown import code_css
 from ui.offload import in_thread
 
@@ -34,11 +37,21 @@ def add_chat_pages(appliance: Appliance) -> None:
 
 async def open_chat(appliance: Appliance, request: Request, conversation_id: str | None) -> None:
     """Build the chat page for the signed-in person."""
-    person = await viewer(appliance, request, CHAT_ROLES, "Chat")
+    person = await viewer(appliance, request, CHAT_ROLES, _("Chat"))
     if person is None:
         return
     page = ChatPage(appliance, person)
     await page.build(conversation_id, request.query_params.get("agent"))
+
+
+# Narrow windows (and 200 % zoom on a laptop): the conversation list goes below the chat.
+NARROW_CSS = """
+@media (max-width: 800px) {
+  .chat-layout { flex-wrap: wrap; }
+  .chat-layout > .chat-sidebar { width: 100%; order: 2; }
+  .chat-layout > .chat-main { width: 100%; }
+}
+"""
 
 
 class ChatPage:
@@ -71,25 +84,28 @@ class ChatPage:
                 )
             except EnclaveError:
                 conversation = None
-        ui.add_css(code_css())
-        with frame("Chat", role=self.person.role, wide=True):
-            self.title = heading(
-                conversation["title"] or "Conversation" if conversation else "New conversation"
-            )
+        ui.add_css(code_css() + NARROW_CSS)
+        with frame(_("Chat"), role=self.person.role, wide=True):
+            if conversation is None:
+                self.title = heading(_("New conversation"))
+            elif conversation["title"]:
+                self.title = heading(conversation["title"]).classes("i18n-data")
+            else:
+                self.title = heading(_("Conversation"))
             if conversation_id is not None and conversation is None:
                 ui.label(
-                    "This conversation does not exist or is not yours. Start a new one."
+                    _("This conversation does not exist or is not yours. Start a new one.")
                 ).props("role=alert")
-                ui.link("New conversation", "/chat")
+                ui.link(_("New conversation"), "/chat")
                 return
-            with ui.row().classes("w-full no-wrap items-start gap-6"):
+            with ui.row().classes("w-full no-wrap items-start gap-6 chat-layout"):
                 with (
                     ui.column()
-                    .classes("w-72 gap-2")
-                    .props('role=navigation aria-label="Conversations"')
+                    .classes("w-72 gap-2 chat-sidebar")
+                    .props("role=navigation " + aria_label(_("Conversations")))
                 ):
                     self._sidebar()
-                with ui.column().classes("grow gap-3").style("min-width: 0"):
+                with ui.column().classes("grow gap-3 chat-main").style("min-width: 0"):
                     self._main(options, conversation, preferred)
         if conversation is not None:
             self.conversation_id = conversation["id"]
@@ -99,11 +115,11 @@ class ChatPage:
     # --- layout ------------------------------------------------------------------------------
 
     def _sidebar(self) -> None:
-        subheading("Conversations")
-        ui.button("New conversation", icon="add", on_click=lambda: ui.navigate.to("/chat")).props(
-            "outline no-caps id=new-conversation"
-        )
-        self.search = ui.input("Search conversations").props("clearable id=conversation-search")
+        subheading(_("Conversations"))
+        ui.button(
+            _("New conversation"), icon="add", on_click=lambda: ui.navigate.to("/chat")
+        ).props("outline no-caps id=new-conversation")
+        self.search = ui.input(_("Search conversations")).props("clearable id=conversation-search")
         self.search.on_value_change(lambda e: self.refresh_list(e.value or ""))
         self.list_error = error_line()
         self.listing = ui.column().classes("w-full gap-1").props("id=conversation-list")
@@ -113,43 +129,47 @@ class ChatPage:
     ) -> None:
         if not options:
             ui.label(
-                "No agent is available to you yet. Builders create agents on the Agents page; "
-                "ask one to share an agent with you."
+                _(
+                    "No agent is available to you yet. Builders create agents on the Agents "
+                    "page; ask one to share an agent with you."
+                )
             ).props("id=no-agents")
         value = None
         if conversation is not None:
             value = conversation["agent_id"] if conversation["agent_id"] in options else None
         elif options:
             value = preferred if preferred in options else next(iter(options))
-        self.agent = ui.select(options, label="Agent", value=value).props("id=agent-picker")
-        self.agent.classes("w-80")
+        self.agent = ui.select(options, label=_("Agent"), value=value).props("id=agent-picker")
+        self.agent.classes("w-80 max-w-full")
         if conversation is not None:
             self.agent.disable()
             if value is None:
                 ui.label(
-                    "The agent of this conversation is gone or no longer shared with you; "
-                    "you can read the conversation but not continue it."
+                    _(
+                        "The agent of this conversation is gone or no longer shared with you; "
+                        "you can read the conversation but not continue it."
+                    )
                 ).props("role=status")
         self.messages = (
             ui.column()
             .classes("w-full gap-3")
-            .props('id=messages role=log aria-live=polite aria-label="Messages"')
+            .props("id=messages role=log aria-live=polite " + aria_label(_("Messages")))
         )
         self.status = ui.label("").classes("text-caption").props("id=run-status role=status")
         self.error = error_line().props("id=chat-error")
-        self.input = ui.textarea("Message", placeholder="Ask the agent…").classes("w-full")
+        self.input = ui.textarea(_("Message"), placeholder=_("Ask the agent…")).classes("w-full")
         self.input.props("autogrow id=chat-input")
         self.input.on("keydown.enter.exact.prevent", lambda: self.send())
         with ui.row().classes("gap-2"):
-            self.send_button = ui.button("Send", icon="send", on_click=lambda: self.send())
+            self.send_button = ui.button(_("Send"), icon="send", on_click=lambda: self.send())
             self.send_button.props("id=send")
-            self.stop_button = ui.button("Stop", icon="stop", on_click=self.stop).props(
+            self.stop_button = ui.button(_("Stop"), icon="stop", on_click=self.stop).props(
                 "id=stop color=negative outline"
             )
             self.regenerate_button = ui.button(
-                "Regenerate", icon="refresh", on_click=self.regenerate
+                _("Regenerate"), icon="refresh", on_click=self.regenerate
             ).props("id=regenerate outline")
-        ui.label("Enter sends; Shift+Enter starts a new line.").classes("text-caption")
+        ui.label(_("Enter sends; Shift+Enter starts a new line.")).classes("text-caption")
         self._running(False)
 
     def _running(self, running: bool) -> None:
@@ -160,7 +180,7 @@ class ChatPage:
     def _draw(self, stored: list[dict[str, Any]]) -> None:
         self.messages.clear()
         with self.messages:
-            stored_message_views(stored, self.feedback)
+            stored_message_views(stored, self.feedback, self.load_passage)
         users = [m["content"] for m in stored if m["role"] == "user"]
         self.last_input = users[-1] if users else None
         self._running(False)
@@ -174,17 +194,17 @@ class ChatPage:
         text = (text if text is not None else self.input.value or "").strip()
         self.error.text = ""
         if not text:
-            self.error.text = "Type a message first."
+            self.error.text = _("Type a message first.")
             return
         if not self.agent.value:
-            self.error.text = "Choose an agent first."
+            self.error.text = _("Choose an agent first.")
             return
         self.input.value = ""
         self.last_input = text
         with self.messages:
             user_bubble(text)
-            answer = LiveAnswer()
-        self.status.text = "Starting…"
+            answer = LiveAnswer(self.load_passage)
+        self.status.text = _("Starting…")
         try:
             started = await self.runs.start(self.user, self.agent.value, text, self.conversation_id)
         except EnclaveError as exc:
@@ -219,7 +239,7 @@ class ChatPage:
             self.status.text = ""
             answer.token(str(data.get("text", "")))
         elif kind == "tool_call":
-            self.status.text = f"Running the tool {data.get('name')}…"
+            self.status.text = _("Running the tool {tool}…").format(tool=data.get("name"))
             answer.tool_call(data)
         elif kind == "tool_result":
             self.status.text = ""
@@ -227,14 +247,17 @@ class ChatPage:
         elif kind == "citation":
             answer.citation(data)
         elif kind == "queue_position":
-            self.status.text = (
-                f"Waiting for the local model: you are number {data.get('position')} in the "
-                f"queue ({data.get('waiting')} waiting)."
-            )
+            self.status.text = _(
+                "Waiting for the local model: you are number {position} in the queue "
+                "({waiting} waiting)."
+            ).format(position=data.get("position"), waiting=data.get("waiting"))
         elif kind == "fallback":
-            self.status.text = (
-                f"{data.get('from_provider')} failed ({data.get('reason')}); answering with "
-                f"{data.get('to_provider')} instead."
+            self.status.text = _(
+                "{failed} failed ({reason}); answering with {fallback} instead."
+            ).format(
+                failed=data.get("from_provider"),
+                reason=data.get("reason"),
+                fallback=data.get("to_provider"),
             )
         elif kind == "error":
             self.status.text = ""
@@ -255,7 +278,11 @@ class ChatPage:
             self.agent.disable()
             ui.navigate.history.replace(f"/chat/{conversation_id}")
             found = await in_thread(self.services.conversations.get, self.user, conversation_id)
-            self.title.text = found["title"] or "Conversation"
+            if found["title"]:
+                self.title.text = found["title"]
+                self.title.classes("i18n-data")
+            else:
+                self.title.text = _("Conversation")
         stored = await in_thread(self.services.conversations.messages, self.user, conversation_id)
         self._draw(stored)
         await self.refresh_list(self.search.value or "")
@@ -267,12 +294,24 @@ class ChatPage:
                 self.runs.cancel(self.user, self.run_id)
             except EnclaveError as exc:
                 self.error.text = exc.message
-            self.status.text = "Stopping…"
+            self.status.text = _("Stopping…")
 
     async def regenerate(self) -> None:
         """Ask the same question again, in the same conversation."""
         if self.last_input is not None:
             await self.send(self.last_input)
+
+    async def load_passage(self, chunk_id: str) -> dict[str, Any] | str:
+        """The cited passage ``chunk_id`` as this person may read it now, or why not."""
+        try:
+            found = await in_thread(
+                lambda: cited_passage(
+                    knowledge_runtime(self.appliance).service, self.user, chunk_id
+                )
+            )
+        except EnclaveError as exc:
+            return exc.message
+        return found.as_dict()
 
     async def feedback(self, message_id: int, thumbs: int) -> bool:
         """Record a thumbs up (1) or down (-1) on an answer."""
@@ -288,7 +327,7 @@ class ChatPage:
         except EnclaveError as exc:
             self.error.text = exc.message
             return False
-        ui.notify("Thanks, your feedback was saved.")
+        ui.notify(_("Thanks, your feedback was saved."))
         return True
 
     # --- the conversation list ---------------------------------------------------------------
@@ -308,28 +347,32 @@ class ChatPage:
         self.listing.clear()
         with self.listing:
             if not items:
-                ui.label("No conversations match." if query.strip() else "No conversations yet.")
+                ui.label(
+                    _("No conversations match.") if query.strip() else _("No conversations yet.")
+                )
             for item in items:
                 self._list_row(item)
 
     def _list_row(self, item: dict[str, Any]) -> None:
-        title = item["title"] or "Untitled conversation"
+        title = item["title"] or _("Untitled conversation")
         current = item["id"] == self.conversation_id
         with ui.row().classes("w-full no-wrap items-center gap-1 conversation-row"):
             link = ui.link(title, f"/chat/{item['id']}").classes("grow ellipsis")
+            if item["title"]:
+                link.classes("i18n-data")
             if current:
                 link.classes("text-bold").props('aria-current="page"')
             ui.button(icon="edit", on_click=lambda: self._rename(item)).props(
-                f'flat dense round aria-label="Rename {_attr(title)}"'
+                "flat dense round " + aria_label(_("Rename {title}").format(title=title))
             )
             ui.button(icon="delete", on_click=lambda: self._delete(item)).props(
-                f'flat dense round aria-label="Delete {_attr(title)}"'
+                "flat dense round " + aria_label(_("Delete {title}").format(title=title))
             )
 
     def _rename(self, item: dict[str, Any]) -> None:
         with ui.dialog() as dialog, ui.card():
-            subheading("Rename conversation")
-            name = ui.input("Title", value=item["title"] or "").props("id=rename-title")
+            subheading(_("Rename conversation"))
+            name = ui.input(_("Title"), value=item["title"] or "").props("id=rename-title")
             problem = error_line()
 
             async def save() -> None:
@@ -344,15 +387,17 @@ class ChatPage:
                 await self.refresh_list(self.search.value or "")
 
             with ui.row():
-                ui.button("Save", on_click=save).props("id=rename-save")
-                ui.button("Cancel", on_click=dialog.close).props("flat")
+                ui.button(_("Save"), on_click=save).props("id=rename-save")
+                ui.button(_("Cancel"), on_click=dialog.close).props("flat")
         dialog.open()
 
     def _delete(self, item: dict[str, Any]) -> None:
-        title = item["title"] or "Untitled conversation"
+        title = item["title"] or _("Untitled conversation")
         with ui.dialog() as dialog, ui.card():
-            subheading("Delete conversation?")
-            ui.label(f"“{title}” and all its messages will be deleted for good.")
+            subheading(_("Delete conversation?"))
+            ui.label(
+                _("“{title}” and all its messages will be deleted for good.").format(title=title)
+            )
             problem = error_line()
 
             async def confirm() -> None:
@@ -368,10 +413,6 @@ class ChatPage:
                 await self.refresh_list(self.search.value or "")
 
             with ui.row():
-                ui.button("Delete", on_click=confirm).props("color=negative id=delete-confirm")
-                ui.button("Cancel", on_click=dialog.close).props("flat")
+                ui.button(_("Delete"), on_click=confirm).props("color=negative id=delete-confirm")
+                ui.button(_("Cancel"), on_click=dialog.close).props("flat")
         dialog.open()
-
-
-def _attr(text: str) -> str:
-    return text.replace('"', "'")

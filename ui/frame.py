@@ -5,6 +5,7 @@ from __future__ import annotations
 from nicegui import ui
 
 from appliance import __version__
+from ui.i18n import N_, _, apply_page_language, aria_label
 
 PRIMARY = "#1f5fa8"
 # NiceGUI's default link blue is too light on white (3.7:1); visible focus for keyboard users.
@@ -16,32 +17,35 @@ PAGE_CSS = """
 """
 # Navigation: (label, path, roles that see the link).
 NAV = (
-    ("Chat", "/chat", {"admin", "builder", "member"}),
-    ("Agents", "/agents", {"admin", "builder"}),
-    ("Knowledge", "/knowledge", {"admin", "builder", "member"}),
-    ("Admin", "/admin", {"admin", "auditor"}),
-    ("Account", "/account", {"admin", "builder", "member", "auditor"}),
+    (N_("Chat"), "/chat", {"admin", "builder", "member"}),
+    (N_("Agents"), "/agents", {"admin", "builder"}),
+    (N_("Knowledge"), "/knowledge", {"admin", "builder", "member"}),
+    (N_("Admin"), "/admin", {"admin", "auditor"}),
+    (N_("Account"), "/account", {"admin", "builder", "member", "auditor"}),
 )
 
 
 def frame(title: str, *, role: str | None = None, wide: bool = False) -> ui.column:
-    """Set the page title, draw header (with the links ``role`` may follow) and footer, and
-    return the main column (``wide`` for working pages such as chat and admin)."""
-    ui.page_title(f"{title} · Enclave")
+    """Set the page title (``title`` is already translated), draw header (with the links
+    ``role`` may follow) and footer, and return the main column (``wide`` for working pages such
+    as chat and admin)."""
+    apply_page_language()
+    ui.page_title(_("{title} · Enclave").format(title=title))
     # Darker than Quasar's default blue: white text on it meets WCAG AA contrast.
     ui.colors(primary=PRIMARY)
     ui.add_css(PAGE_CSS)
     with ui.header().classes("items-center gap-4"):
-        ui.link("Enclave", "/").classes("text-h6 text-white no-underline")
+        ui.link(_("Enclave"), "/").classes("text-h6 text-white no-underline")
         if role is not None:
-            with ui.element("nav").props('aria-label="Main"').classes("row gap-4"):
+            with ui.element("nav").props(aria_label(_("Main"))).classes("row gap-4"):
                 for label, path, roles in NAV:
                     if role in roles:
-                        ui.link(label, path).classes("text-white")
+                        ui.link(_(label), path).classes("text-white")
         ui.space()
         theme_switch()
-    with ui.footer().classes("text-caption").props("role=contentinfo"):
-        ui.label(f"Enclave {__version__}")
+    # Not fixed: at 200 % zoom a fixed footer would cover a fifth of the window.
+    with ui.footer(fixed=False).classes("text-caption").props("role=contentinfo"):
+        ui.label(_("Enclave {version}").format(version=__version__))
     width = "max-w-screen-xl" if wide else "max-w-md"
     return ui.column().classes(f"mx-auto w-full {width} q-pa-lg gap-4")
 
@@ -64,7 +68,8 @@ def theme_switch() -> None:
         ui.run_javascript(f"localStorage.setItem('{THEME_KEY}', '{choice}');")
 
     ui.button(icon="contrast", on_click=flip).props(
-        'flat round color=white aria-label="Switch between dark and light theme" id=theme-switch'
+        "flat round color=white id=theme-switch "
+        + aria_label(_("Switch between dark and light theme"))
     )
     ui.timer(0.05, apply_saved, once=True)
 

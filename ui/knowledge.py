@@ -13,18 +13,26 @@ from nicegui.events import UploadEventArguments
 
 from appliance import Appliance, EnclaveError
 from appliance.knowledge.runtime import knowledge_runtime
+from appliance.licensing.features import KNOWLEDGE
 from ui.access import BUILDER_ROLES, CHAT_ROLES, Viewer, viewer
 from ui.frame import error_line, frame, heading, subheading
+from ui.i18n import N_, _, aria_label, ngettext
 from ui.offload import in_thread
+from ui.uploads import name_uploader
 
+NOT_LICENSED = N_(
+    "The license in force does not include knowledge bases: they stay readable and "
+    "searchable, but nothing can be added or changed. An administrator can import a license "
+    "that includes them."
+)
 # Document status → (how far along, what it means for the person).
 STAGES = {
-    "queued": (0.05, "Waiting to be processed"),
-    "processing": (0.3, "Scanning and reading the file"),
-    "indexed": (0.7, "Keyword-searchable; computing embeddings"),
-    "ready": (1.0, "Ready: keyword and meaning search"),
-    "failed": (1.0, "Failed"),
-    "quarantined": (1.0, "Quarantined by the malware scanner"),
+    "queued": (0.05, N_("Waiting to be processed")),
+    "processing": (0.3, N_("Scanning and reading the file")),
+    "indexed": (0.7, N_("Keyword-searchable; computing embeddings")),
+    "ready": (1.0, N_("Ready: keyword and meaning search")),
+    "failed": (1.0, N_("Failed")),
+    "quarantined": (1.0, N_("Quarantined by the malware scanner")),
 }
 
 
@@ -33,25 +41,28 @@ def add_knowledge_pages(appliance: Appliance) -> None:
 
     @ui.page("/knowledge")
     async def knowledge_page(request: Request) -> None:
-        person = await viewer(appliance, request, CHAT_ROLES, "Knowledge")
+        person = await viewer(appliance, request, CHAT_ROLES, _("Knowledge"))
         if person is None:
             return
         service = (await in_thread(knowledge_runtime, appliance)).service
         bases = await in_thread(service.list_bases, person.user)
-        with frame("Knowledge", role=person.role, wide=True):
-            heading("Knowledge bases")
+        licensed = await in_thread(_licensed, appliance)
+        with frame(_("Knowledge"), role=person.role, wide=True):
+            heading(_("Knowledge bases"))
             if not bases:
-                ui.label("No knowledge bases are shared with you yet.")
+                ui.label(_("No knowledge bases are shared with you yet."))
             with ui.column().classes("gap-1").props("id=kb-list"):
                 for kb in bases:
                     with ui.row().classes("items-baseline gap-4"):
-                        ui.link(kb.name, f"/knowledge/{kb.id}").classes("text-bold")
-                        ui.label(kb.description or "")
-            if person.role in BUILDER_ROLES:
-                subheading("New knowledge base")
+                        ui.link(kb.name, f"/knowledge/{kb.id}").classes("text-bold i18n-data")
+                        ui.label(kb.description or "").classes("i18n-data")
+            if not licensed:
+                ui.label(_(NOT_LICENSED)).props("role=status id=kb-not-licensed")
+            elif person.role in BUILDER_ROLES:
+                subheading(_("New knowledge base"))
                 with ui.row().classes("items-end gap-2"):
-                    name = ui.input("Knowledge base name")
-                    description = ui.input("Description (optional)").classes("w-80")
+                    name = ui.input(_("Knowledge base name"))
+                    description = ui.input(_("Description (optional)")).classes("w-80")
                     error = error_line()
 
                     async def create() -> None:
@@ -67,29 +78,39 @@ def add_knowledge_pages(appliance: Appliance) -> None:
                             return
                         ui.navigate.to(f"/knowledge/{kb.id}")
 
-                    ui.button("Create", on_click=create).props("id=kb-create")
+                    ui.button(_("Create"), on_click=create).props("id=kb-create")
 
     @ui.page("/knowledge/{kb_id}")
     async def base_page(request: Request, kb_id: str) -> None:
-        person = await viewer(appliance, request, CHAT_ROLES, "Knowledge base")
+        person = await viewer(appliance, request, CHAT_ROLES, _("Knowledge base"))
         if person is None:
             return
         runtime = await in_thread(knowledge_runtime, appliance)
         try:
             kb = await in_thread(runtime.service.get_base, person.user, kb_id)
         except EnclaveError:
-            with frame("Knowledge base", role=person.role):
-                heading("Knowledge base not found")
-                ui.label("It does not exist or is not shared with you.").props("role=alert")
-                ui.link("All knowledge bases", "/knowledge")
+            with frame(_("Knowledge base"), role=person.role):
+                heading(_("Knowledge base not found"))
+                ui.label(_("It does not exist or is not shared with you.")).props("role=alert")
+                ui.link(_("All knowledge bases"), "/knowledge")
             return
         try:
             await in_thread(runtime.service.get_base, person.user, kb_id, "edit")
             editable = True
         except EnclaveError:
             editable = False
+        licensed = await in_thread(_licensed, appliance)
         with frame(kb.name, role=person.role, wide=True):
-            BaseView(runtime, person, kb.id, editable).draw(kb.name, kb.description or "")
+            if not licensed:
+                ui.label(_(NOT_LICENSED)).props("role=status id=kb-not-licensed")
+            BaseView(runtime, person, kb.id, editable and licensed).draw(
+                kb.name, kb.description or ""
+            )
+
+
+def _licensed(appliance: Appliance) -> bool:
+    """Whether the license includes knowledge bases (after a downgrade they are read-only)."""
+    return appliance.services.metering.license.status().has_feature(KNOWLEDGE)
 
 
 class BaseView:
@@ -105,28 +126,32 @@ class BaseView:
 
     def draw(self, name: str, description: str) -> None:
         """The page body; documents refresh every second while any is being processed."""
-        heading(name)
+        heading(name).classes("i18n-data")
         if description:
-            ui.label(description)
+            ui.label(description).classes("i18n-data")
         self.error = error_line().props("id=kb-error")
         if self.editable:
-            subheading("Upload documents")
+            subheading(_("Upload documents"))
             ui.label(
-                "Drop files here or choose them: PDF, Word, Excel, PowerPoint, text, Markdown, "
-                "HTML. Each is scanned, parsed, made keyword-searchable, then embedded."
+                _(
+                    "Drop files here or choose them: PDF, Word, Excel, PowerPoint, text, "
+                    "Markdown, HTML. Each is scanned, parsed, made keyword-searchable, then "
+                    "embedded."
+                )
             )
-            ui.upload(
-                label="Documents", multiple=True, auto_upload=True, on_upload=self.upload
+            uploader = ui.upload(
+                label=_("Documents"), multiple=True, auto_upload=True, on_upload=self.upload
             ).props('accept="*" id=kb-upload').classes("w-full max-w-xl")
-        subheading("Documents")
+            name_uploader(uploader, _("Choose documents to upload"))
+        subheading(_("Documents"))
         self.documents = ui.column().classes("w-full gap-2").props("id=kb-documents")
-        subheading("Search")
+        subheading(_("Search"))
         with ui.row().classes("items-end gap-2 w-full"):
-            self.query = ui.input("Search this knowledge base").classes("grow")
+            self.query = ui.input(_("Search this knowledge base")).classes("grow")
             self.query.on("keydown.enter", self.search)
-            ui.button("Search", icon="search", on_click=self.search).props("id=kb-search")
+            ui.button(_("Search"), icon="search", on_click=self.search).props("id=kb-search")
         self.hits = ui.column().classes("w-full gap-2").props("id=kb-hits role=region")
-        self.hits.props('aria-label="Search results"')
+        self.hits.props(aria_label(_("Search results")))
         ui.timer(1.0, self.refresh)
 
     async def upload(self, event: UploadEventArguments) -> None:
@@ -137,7 +162,9 @@ class BaseView:
                 self.service.add_document, self.person.user, self.kb_id, event.file.name, [data]
             )
         except EnclaveError as exc:
-            self.error.text = f"{event.file.name}: {exc.message}"
+            self.error.text = _("{file}: {problem}").format(
+                file=event.file.name, problem=exc.message
+            )
             return
         await self.refresh()
 
@@ -155,29 +182,39 @@ class BaseView:
         self.documents.clear()
         with self.documents:
             if not docs:
-                ui.label("No documents yet.")
+                ui.label(_("No documents yet."))
             for doc in docs:
                 self._document(doc)
 
     def _document(self, doc: Any) -> None:
         share, meaning = STAGES.get(doc.status, (0.5, doc.status))
+        meaning = _(meaning) if doc.status in STAGES else meaning
         with ui.row().classes("w-full items-center gap-4 kb-document"):
-            ui.label(doc.filename).classes("text-bold w-64 ellipsis")
+            ui.label(doc.filename).classes("text-bold w-64 ellipsis i18n-data")
             with ui.column().classes("grow gap-0"):
-                reason = f": {doc.error_message}" if doc.error_message else ""
-                ui.label(f"{meaning}{reason}").classes(
+                if doc.error_message:
+                    meaning = _("{status}: {reason}").format(
+                        status=meaning, reason=doc.error_message
+                    )
+                ui.label(meaning).classes(
                     "kb-status"
                     + (" text-negative" if doc.status in {"failed", "quarantined"} else "")
                 )
                 ui.linear_progress(value=share, show_value=False).props(
-                    f'aria-label="Progress of {doc.filename}"'
+                    aria_label(_("Progress of {file}").format(file=doc.filename))
                     + (" color=negative" if doc.status in {"failed", "quarantined"} else "")
                 )
-            ui.label(f"{doc.chunk_count} passages")
+            ui.label(
+                ngettext("{count} passage", "{count} passages", doc.chunk_count).format(
+                    count=doc.chunk_count
+                )
+            )
             if self.editable:
                 ui.button(
                     icon="delete", on_click=lambda d=doc.id, n=doc.filename: self.delete(d, n)
-                ).props(f'flat dense round aria-label="Delete {doc.filename}"')
+                ).props(
+                    "flat dense round " + aria_label(_("Delete {file}").format(file=doc.filename))
+                )
 
     async def delete(self, doc_id: str, filename: str) -> None:
         """Delete one document and its passages."""
@@ -186,7 +223,7 @@ class BaseView:
         except EnclaveError as exc:
             self.error.text = exc.message
             return
-        ui.notify(f"Deleted {filename}.")
+        ui.notify(_("Deleted {file}.").format(file=filename))
         await self.refresh()
 
     async def search(self) -> None:
@@ -194,7 +231,7 @@ class BaseView:
         query = (self.query.value or "").strip()
         self.hits.clear()
         if not query:
-            self.error.text = "Type what to search for."
+            self.error.text = _("Type what to search for.")
             return
         try:
             result = await in_thread(
@@ -206,11 +243,13 @@ class BaseView:
         self.error.text = ""
         with self.hits:
             if not result.hits:
-                ui.label(f"Nothing found for “{query}”.")
+                ui.label(_("Nothing found for “{query}”.").format(query=query))
             for hit in result.hits:
-                where = f", page {hit.page}" if hit.page else ""
+                where = _(", page {page}").format(page=hit.page) if hit.page else ""
                 with ui.card().classes("w-full kb-hit"):
-                    ui.label(f"{hit.document_name}{where} (score {hit.score:.2f})").classes(
-                        "text-bold"
-                    )
-                    ui.label(hit.text).classes("whitespace-pre-wrap text-body2")
+                    ui.label(
+                        _("{document} (score {score})").format(
+                            document=f"{hit.document_name}{where}", score=f"{hit.score:.2f}"
+                        )
+                    ).classes("text-bold")
+                    ui.label(hit.text).classes("whitespace-pre-wrap text-body2 i18n-data")

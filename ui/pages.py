@@ -6,6 +6,7 @@ from nicegui import run, ui
 
 from appliance import Appliance, EnclaveError, State
 from ui.frame import error_line, frame, heading
+from ui.i18n import _
 
 
 def add_lifecycle_pages(appliance: Appliance) -> None:
@@ -16,20 +17,23 @@ def add_lifecycle_pages(appliance: Appliance) -> None:
         if appliance.state is not State.UNINITIALISED:
             ui.navigate.to("/unseal" if appliance.state is State.SEALED else "/")
             return
-        with frame("First run"):
-            heading("Set up Enclave")
+        with frame(_("First run")):
+            heading(_("Set up Enclave"))
             ui.label(
-                "Choose the admin passphrase. It encrypts every byte Enclave stores; without it "
-                "the data cannot be read. Use at least 12 characters; a few unrelated words work well."
+                _(
+                    "Choose the admin passphrase. It encrypts every byte Enclave stores; without "
+                    "it the data cannot be read. Use at least 12 characters; a few unrelated "
+                    "words work well."
+                )
             )
-            first = ui.input("Admin passphrase", password=True, password_toggle_button=True)
-            second = ui.input("Repeat passphrase", password=True)
+            first = ui.input(_("Admin passphrase"), password=True, password_toggle_button=True)
+            second = ui.input(_("Repeat passphrase"), password=True)
             error = error_line()
 
             async def submit() -> None:
                 error.text = ""
                 if first.value != second.value:
-                    error.text = "The two passphrases differ."
+                    error.text = _("The two passphrases differ.")
                     return
                 try:
                     await run.io_bound(appliance.initialise, first.value, actor="setup-page")
@@ -38,7 +42,7 @@ def add_lifecycle_pages(appliance: Appliance) -> None:
                     return
                 ui.navigate.to("/setup/admin")
 
-            ui.button("Create encrypted store", on_click=submit).props("id=setup-submit")
+            ui.button(_("Create encrypted store"), on_click=submit).props("id=setup-submit")
             second.on("keydown.enter", submit)
 
     @ui.page("/unseal")
@@ -49,10 +53,10 @@ def add_lifecycle_pages(appliance: Appliance) -> None:
         if appliance.state is State.UNSEALED:
             ui.navigate.to("/")
             return
-        with frame("Unseal"):
-            heading("Enclave is sealed")
-            ui.label("Enter the admin passphrase to unlock the encrypted store.")
-            passphrase = ui.input("Admin passphrase", password=True, password_toggle_button=True)
+        with frame(_("Unseal")):
+            heading(_("Enclave is sealed"))
+            ui.label(_("Enter the admin passphrase to unlock the encrypted store."))
+            passphrase = ui.input(_("Admin passphrase"), password=True, password_toggle_button=True)
             error = error_line()
 
             async def submit() -> None:
@@ -68,4 +72,4 @@ def add_lifecycle_pages(appliance: Appliance) -> None:
                 ui.navigate.to("/")
 
             passphrase.on("keydown.enter", submit)
-            ui.button("Unseal", on_click=submit).props("id=unseal-submit")
+            ui.button(_("Unseal"), on_click=submit).props("id=unseal-submit")

@@ -15,6 +15,7 @@ from fastapi import Request
 from nicegui import ui
 
 from appliance import Appliance, EnclaveError
+from ui.i18n import _
 
 COOKIE = "enclave_session"
 
@@ -60,7 +61,7 @@ async def sign_in(username: str, password: str) -> str | None:
     if isinstance(result, dict) and result.get("status") == 200:
         return None
     detail = result.get("detail") if isinstance(result, dict) else None
-    return str(detail or "Sign-in failed.")
+    return str(detail or _("Sign-in failed."))
 
 
 async def sign_out(csrf_token: str) -> None:

@@ -27,6 +27,9 @@ PAGES = (
     "/admin/models",
     "/admin/credits",
     "/admin/health",
+    "/setup/license",
+    "/setup/model",
+    "/setup/agent",
 )
 
 

@@ -41,6 +41,9 @@ def test_first_run_then_unseal_after_restart(tmp_path: Path, start_server, brows
     page.get_by_label("Repeat password").fill(ADMIN_PASSWORD)
     screenshot(page, "setup-admin")
     page.click("#admin-submit")
+    # The wizard goes on (license, model, agent: test_first_run_wizard.py); the start page too.
+    page.wait_for_url("**/setup/license", timeout=30000)
+    page.goto(f"{server.url}/")
     page.get_by_text("Signed in as admin (admin)").wait_for(timeout=30000)
     screenshot(page, "status")
     assert httpx.get(f"{server.url}/readyz").status_code == 200
