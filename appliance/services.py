@@ -12,6 +12,7 @@ from appliance.audit import AuditLog
 from appliance.credits.metering import Metering, build_metering
 from appliance.identity.acl import AclService
 from appliance.identity.api_keys import ApiKeyService
+from appliance.identity.credential_cache import CredentialCache
 from appliance.identity.groups import GroupService
 from appliance.identity.tokens import TokenPolicy, TokenService
 from appliance.identity.users import UserService
@@ -39,6 +40,8 @@ class Services:
     conversations: ConversationService
     providers: ProviderService
     metering: Metering
+    # Verified credentials (the web layer's principals), emptied by any identity change.
+    credentials: CredentialCache[Any]
 
     def audited(self, fn: Callable[[], T], *, action: str, **entry: AuditValue) -> T:
         """Run ``fn`` and append its audit entry in one write transaction: both happen or
@@ -48,6 +51,11 @@ class Services:
             fields = {k: (v(result) if callable(v) else v) for k, v in entry.items()}
             self.audit.record(action=action, **fields)
         return result
+
+    def close(self) -> None:
+        """Stop background work (the daily license check); the database stays open."""
+        self.metering.stop()
+        self.db.commits.unsubscribe(self.credentials.on_commit)
 
     @classmethod
     def build(
@@ -62,6 +70,8 @@ class Services:
         users = UserService(db)
         metering = build_metering(db, settings, users)
         metering.start()
+        credentials: CredentialCache[Any] = CredentialCache(settings.auth_cache_seconds)
+        db.commits.subscribe(credentials.on_commit)
         return cls(
             users=users,
             groups=GroupService(db),
@@ -76,4 +86,5 @@ class Services:
             # Endpoint API keys are sealed under a subkey of the data key.
             providers=ProviderService(db, dek),
             metering=metering,
+            credentials=credentials,
         )

@@ -13,7 +13,9 @@ the cost of authentication (token check, session/user lookups, per-credential ra
 
 Latency is closed-loop and taken at the client, which shares the CPUs with the server: with
 50 clients it is mostly queueing (p50 ~ 50 / req/s), so compare rows rather than reading one
-as the latency of a single request on an idle server.
+as the latency of a single request on an idle server. The load generator is ``wrk`` (Debian's
+package, one thread, a Lua script reporting p50/p95/p99) when it is installed — written in C, it
+leaves the server most of a core — else the asyncio client below (``--python`` forces it).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -115,6 +118,40 @@ def credentials(url: str) -> tuple[str, str]:
         return jwt, checked(key).json()["token"]
 
 
+@dataclass(frozen=True)
+class Result:
+    rps: float
+    p50: float  # ms
+    p95: float
+    p99: float
+    errors: int
+
+
+WRK_SCRIPT = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRK %d %d %.3f %.3f %.3f %d\\n", summary.requests, summary.duration,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def load_wrk(url: str, path: str, headers: dict[str, str], seconds: float, work: Path) -> Result:
+    """``wrk`` with CLIENTS connections on one thread for ``seconds``."""
+    script = work / "report.lua"
+    script.write_text(WRK_SCRIPT)
+    command = ["wrk", "-t1", f"-c{CLIENTS}", f"-d{max(1, round(seconds))}s", "-s", str(script)]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*command, url + path], check=True, capture_output=True, text=True)
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("WRK "))
+    requests, duration_us, p50, p95, p99, errors = line.split()[1:]
+    return Result(
+        int(requests) / (int(duration_us) / 1e6), float(p50), float(p95), float(p99), int(errors)
+    )
+
+
 def percentile(sorted_ms: list[float], p: float) -> float:
     n = len(sorted_ms)
     return sorted_ms[min(n - 1, int(p / 100 * n))] if n else float("nan")
@@ -154,8 +191,8 @@ class RawClient:
 
 async def load(
     url: str, path: str, headers: dict[str, str], seconds: float, use_httpx: bool
-) -> tuple[float, list[float], int]:
-    """CLIENTS workers hit ``path`` for ``seconds``: (requests/s, sorted latencies ms, errors)."""
+) -> Result:
+    """CLIENTS asyncio workers hit ``path`` for ``seconds``."""
     latencies: list[float] = []
     errors = 0
     end = time.perf_counter() + seconds
@@ -187,43 +224,52 @@ async def load(
     elapsed = time.perf_counter() - began
     if shared is not None:
         await shared.aclose()
-    return len(latencies) / elapsed, sorted(latencies), errors
+    latencies.sort()
+    p50, p95, p99 = (percentile(latencies, p) for p in (50, 95, 99))
+    return Result(len(latencies) / elapsed, p50, p95, p99, errors)
 
 
-async def run_all(url: str, jwt: str, api_key: str, seconds: float, use_httpx: bool) -> None:
+async def run_all(
+    url: str, jwt: str, api_key: str, seconds: float, generator: str, work: Path
+) -> None:
     cases = {
         "GET /healthz (no auth)": ("/healthz", {}),
         "GET /auth/me (API key)": ("/api/v1/auth/me", {"Authorization": f"Bearer {api_key}"}),
         "GET /auth/me (JWT)": ("/api/v1/auth/me", {"Authorization": f"Bearer {jwt}"}),
     }
-    results: dict[str, tuple[float, list[float], int]] = {}
+    results: dict[str, Result] = {}
     for label, (path, headers) in cases.items():
-        await load(url, path, headers, WARMUP_S, use_httpx)
-        results[label] = await load(url, path, headers, seconds, use_httpx)
+        if generator == "wrk":
+            load_wrk(url, path, headers, WARMUP_S, work)
+            results[label] = load_wrk(url, path, headers, seconds, work)
+        else:
+            await load(url, path, headers, WARMUP_S, generator == "httpx")
+            results[label] = await load(url, path, headers, seconds, generator == "httpx")
 
+    how = {
+        "wrk": "wrk, one thread, one keep-alive connection per client",
+        "httpx": "one shared httpx.AsyncClient",
+        "python": "asyncio, one keep-alive connection each",
+    }[generator]
     print(
         f"{CLIENTS} concurrent clients, {seconds:g} s each after {WARMUP_S:g} s warm-up; "
-        f"{'one shared httpx.AsyncClient' if use_httpx else 'one keep-alive connection each'}; "
-        f"client and server on the same {os.cpu_count()} CPU(s)"
+        f"load from {how}; client and server on the same {os.cpu_count()} CPU(s)"
     )
     print(f"{'':<26}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
-    for label, (rps, lat, errors) in results.items():
-        p50, p95, p99 = (percentile(lat, p) for p in (50, 95, 99))
-        print(f"{label:<26}{rps:>9,.0f}{p50:>9.1f}{p95:>9.1f}{p99:>9.1f}{errors:>8}")
+    for label, r in results.items():
+        print(f"{label:<26}{r.rps:>9,.0f}{r.p50:>9.1f}{r.p95:>9.1f}{r.p99:>9.1f}{r.errors:>8}")
 
-    base_rps, base_lat, _ = results["GET /healthz (no auth)"]
-    base_p95 = percentile(base_lat, 95)
+    base = results["GET /healthz (no auth)"]
     print("\nOverhead vs /healthz        p95 ratio  req/s ratio")
     for label in list(cases)[1:]:
-        rps, lat, _ = results[label]
-        print(f"{label:<26}{percentile(lat, 95) / base_p95:>11.2f}{rps / base_rps:>13.2f}")
+        r = results[label]
+        print(f"{label:<26}{r.p95 / base.p95:>11.2f}{r.rps / base.rps:>13.2f}")
 
     print(f"\nGoal: p95 < {SEED_P95_MS:.0f} ms (seed), < {OUR_P95_MS:.0f} ms on 2 cores (ours)")
-    for label, (_, lat, _) in results.items():
-        p95 = percentile(lat, 95)
-        seed = "meets" if p95 < SEED_P95_MS else "MISSES"
-        ours = "meets" if p95 < OUR_P95_MS else "MISSES"
-        print(f"{label:<26}p95 {p95:>7.1f} ms: {seed} seed goal, {ours} ours")
+    for label, r in results.items():
+        seed = "meets" if r.p95 < SEED_P95_MS else "MISSES"
+        ours = "meets" if r.p95 < OUR_P95_MS else "MISSES"
+        print(f"{label:<26}p95 {r.p95:>7.1f} ms: {seed} seed goal, {ours} ours")
 
 
 def main() -> None:
@@ -231,14 +277,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="duration per endpoint")
     parser.add_argument("--quick", action="store_true", help="3 s per endpoint, a smoke run")
     parser.add_argument("--httpx", action="store_true", help="load with a shared httpx client")
+    parser.add_argument("--python", action="store_true", help="load with asyncio, not wrk")
     args = parser.parse_args()
     seconds = 3.0 if args.quick else args.seconds
+    if args.httpx:
+        generator = "httpx"
+    elif args.python or shutil.which("wrk") is None:
+        generator = "python"
+    else:
+        generator = "wrk"
     work = Path(tempfile.mkdtemp(prefix="enclave-bench-auth-"))
     proc: subprocess.Popen[bytes] | None = None
     try:
         proc, url = start_server(work, bench_env())
         jwt, api_key = credentials(url)
-        asyncio.run(run_all(url, jwt, api_key, seconds, args.httpx))
+        asyncio.run(run_all(url, jwt, api_key, seconds, generator, work))
     finally:
         if proc is not None:
             stop_server(proc)

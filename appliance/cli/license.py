@@ -1,4 +1,5 @@
-"""License commands: ``enclave license import FILE`` and ``enclave license show``."""
+"""License commands: ``enclave license import FILE``, ``enclave license evaluate`` and
+``enclave license show``."""
 
 from __future__ import annotations
 
@@ -40,6 +41,26 @@ def import_license(
         typer.echo(
             f"license {lic.license_id} imported: {lic.customer}, tier {lic.tier}, "
             f"{lic.seats} seats, expires {lic.expires_at.date().isoformat()}"
+        )
+
+
+@license_app.command()
+def evaluate(home: HomeOpt = None, passphrase_file: PassphraseFileOpt = None) -> None:
+    """Start the evaluation license shipped with Enclave (once per home, only where no license
+    was ever imported); it runs for its number of days from now."""
+    with reporting():
+        with unsealed_appliance(home, passphrase_file) as appliance:
+            services = appliance.services
+            lic = services.audited(
+                services.metering.license.start_evaluation,
+                action="license.evaluation",
+                actor="cli",
+                target=lambda started: f"license:{started.license_id}",
+                details=lambda started: {"days": started.evaluation_days},
+            )
+        typer.echo(
+            f"evaluation {lic.license_id} started: {lic.seats} seats, "
+            f"expires {lic.expires_at.date().isoformat()}"
         )
 
 

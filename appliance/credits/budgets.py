@@ -13,15 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from appliance.credits.errors import BudgetExceeded
-from appliance.credits.models import CreditBudget, CreditLedgerEntry, CreditReservation
+from appliance.credits.models import CreditBudget
 from appliance.credits.notifications import notify, user_audience
+from appliance.credits.tx import Tx, as_tx, in_clause
 from appliance.errors import Conflict, InvalidRequest, NotFound
-from appliance.identity.models import Group, GroupMember, User
+from appliance.identity.models import Group, User
 from appliance.licensing.document import credits_to_micro, micro_to_credits
 from appliance.store.database import Database
 from appliance.store.schema import utcnow
@@ -67,23 +68,25 @@ def _of(row: CreditBudget) -> Budget:
     return Budget(row.id, row.scope, row.subject_id, row.period, row.mode, row.limit)
 
 
-def spent(session: Session, user_ids: list[int], since: datetime) -> int:
+SETTLED_SQL = (
+    "SELECT COALESCE(SUM(amount), 0) FROM credit_ledger "
+    "WHERE user_id IN {users} AND created_at >= :since AND kind = 'settle'"
+)
+HELD_SQL = (
+    "SELECT COALESCE(SUM(amount), 0) FROM credit_reservation "
+    "WHERE user_id IN {users} AND state = 'open'"
+)
+
+
+def spent(unit: Session | Tx, user_ids: list[int], since: datetime) -> int:
     """Settled charges since ``since`` plus open reservations of these users."""
     if not user_ids:
         return 0
-    settled = session.scalar(
-        select(func.coalesce(func.sum(CreditLedgerEntry.amount), 0)).where(
-            CreditLedgerEntry.user_id.in_(user_ids),
-            CreditLedgerEntry.created_at >= since,
-            CreditLedgerEntry.kind == "settle",
-        )
-    )
-    held = session.scalar(
-        select(func.coalesce(func.sum(CreditReservation.amount), 0)).where(
-            CreditReservation.user_id.in_(user_ids), CreditReservation.state == "open"
-        )
-    )
-    return int(settled or 0) + int(held or 0)
+    tx = as_tx(unit)
+    users, params = in_clause("u", user_ids)
+    settled = tx.one(SETTLED_SQL.format(users=users), {**params, "since": tx.time(since)})
+    held = tx.one(HELD_SQL.format(users=users), params)
+    return int(settled[0] if settled else 0) + int(held[0] if held else 0)
 
 
 class BudgetService:
@@ -158,7 +161,7 @@ class BudgetService:
             self._cache, self._loaded = fresh, time.monotonic()
         return fresh
 
-    def applicable(self, session: Session, user_id: int | None) -> list[tuple[Budget, list[int]]]:
+    def applicable(self, unit: Session | Tx, user_id: int | None) -> list[tuple[Budget, list[int]]]:
         """The budgets that cover ``user_id``, each with the users whose spending counts."""
         budgets = self._cached()
         if user_id is None or not budgets:
@@ -167,32 +170,29 @@ class BudgetService:
             (b, [user_id]) for b in budgets if b.scope == "user" and b.subject_id == user_id
         ]
         if any(b.scope == "group" for b in budgets):
-            groups = set(
-                session.scalars(select(GroupMember.group_id).where(GroupMember.user_id == user_id))
-            )
+            tx = as_tx(unit)
+            rows = tx.all("SELECT group_id FROM group_member WHERE user_id = :u", {"u": user_id})
+            groups = {row[0] for row in rows}
             for budget in budgets:
                 if budget.scope == "group" and budget.subject_id in groups:
-                    members = list(
-                        session.scalars(
-                            select(GroupMember.user_id).where(
-                                GroupMember.group_id == budget.subject_id
-                            )
-                        )
+                    members = tx.all(
+                        "SELECT user_id FROM group_member WHERE group_id = :g",
+                        {"g": budget.subject_id},
                     )
-                    found.append((budget, members))
+                    found.append((budget, [row[0] for row in members]))
         return found
 
     def check(
-        self, session: Session, user_id: int | None, amount: int, now: datetime
+        self, unit: Session | Tx, user_id: int | None, amount: int, now: datetime
     ) -> BudgetExceeded | None:
         """The refusal when ``amount`` more would pass a hard budget (its notice is added in
         this transaction; the caller commits, then raises), else None."""
-        for budget, users in self.applicable(session, user_id):
+        for budget, users in self.applicable(unit, user_id):
             if budget.mode != "hard":
                 continue
-            used = spent(session, users, period_start(budget.period, now))
+            used = spent(unit, users, period_start(budget.period, now))
             if used + amount > budget.limit:
-                _notify_reached(session, budget, user_id, now)
+                _notify_reached(unit, budget, user_id, now)
                 return BudgetExceeded(
                     f"This request (up to {micro_to_credits(amount):g} credits) would exceed "
                     f"the {ADJECTIVE[budget.period]} {budget.scope} budget of "
@@ -203,23 +203,23 @@ class BudgetService:
                 )
         return None
 
-    def after_charge(self, session: Session, user_id: int | None, now: datetime) -> None:
+    def after_charge(self, unit: Session | Tx, user_id: int | None, now: datetime) -> None:
         """Notify once per period when a budget has been reached."""
-        for budget, users in self.applicable(session, user_id):
-            if spent(session, users, period_start(budget.period, now)) >= budget.limit:
-                _notify_reached(session, budget, user_id, now)
+        for budget, users in self.applicable(unit, user_id):
+            if spent(unit, users, period_start(budget.period, now)) >= budget.limit:
+                _notify_reached(unit, budget, user_id, now)
 
 
-def _notify_reached(session: Session, budget: Budget, user_id: int | None, now: datetime) -> None:
+def _notify_reached(unit: Session | Tx, budget: Budget, user_id: int | None, now: datetime) -> None:
     message = (
         f"The {budget.mode} {ADJECTIVE[budget.period]} budget of {budget.scope} {budget.subject_id} "
         f"({micro_to_credits(budget.limit):g} credits) has been reached."
     )
     key = f"budget:{budget.id}:{period_key(budget.period, now)}"
-    notify(session, "budget_reached", message, dedupe_key=key, now=now)
+    notify(unit, "budget_reached", message, dedupe_key=key, now=now)
     if user_id is not None and budget.scope == "user":
         notify(
-            session,
+            unit,
             "budget_reached",
             message,
             audience=user_audience(user_id),

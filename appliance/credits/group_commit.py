@@ -1,11 +1,16 @@
 """Group commit: concurrent metering writes share one write transaction.
 
-SQLite has one writer, and on a small machine the fixed cost of a write transaction (session,
-``BEGIN IMMEDIATE``, commit) dominates a reservation. Callers queue their operation; the first
-caller becomes the leader and runs every queued operation in one transaction (each sees the
-ledger tail the previous one appended), commits, and hands the results back. An operation that
-raises makes the leader roll the batch back and run each operation of it in a transaction of its
-own, so every caller still gets exactly its own outcome. A lone caller pays nothing extra.
+SQLite has one writer, and on a small machine the fixed cost of a write transaction
+(``BEGIN IMMEDIATE``, the commit: every changed page encrypted and written to the WAL) is the
+largest part of a reservation. Callers queue their operation; the first caller becomes the
+leader and runs every queued operation in one transaction (each sees the ledger tail the
+previous one appended), commits, and hands the results back. An operation that raises makes the
+leader roll the batch back and run each operation of it in a transaction of its own, so every
+caller still gets exactly its own outcome. A lone caller pays nothing extra.
+
+Each waiting caller sleeps on its own gate (a lock), woken exactly once when its operation is
+done or when it is promoted to lead the next batch: no thundering herd of 16 threads competing
+for the GIL after every commit.
 """
 
 from __future__ import annotations
@@ -14,8 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy.orm import Session
-
+from appliance.credits.tx import Tx, write_tx
 from appliance.store.database import Database
 
 T = TypeVar("T")
@@ -23,14 +27,22 @@ MAX_BATCH = 64
 
 
 class _Op(Generic[T]):
-    __slots__ = ("done", "error", "fn", "lead", "value")
+    __slots__ = ("_gate", "done", "error", "fn", "lead", "value")
 
-    def __init__(self, fn: Callable[[Session], T]) -> None:
+    def __init__(self, fn: Callable[[Tx], T]) -> None:
         self.fn = fn
-        self.done = threading.Event()
+        self.done = False  # set under the group's lock before the gate opens
         self.lead = False  # set when this waiting caller is promoted to lead the next batch
         self.value: T | None = None
         self.error: BaseException | None = None
+        self._gate = threading.Lock()
+        self._gate.acquire()  # closed: wait() blocks until open()
+
+    def wait(self) -> None:
+        self._gate.acquire()
+
+    def open(self) -> None:
+        self._gate.release()
 
 
 class GroupCommit:
@@ -41,32 +53,31 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queue: list[_Op[Any]] = []
         self._leading = False
-        self._wake = threading.Condition(self._lock)
 
-    def run(self, fn: Callable[[Session], T]) -> T:
-        """``fn(session)`` inside a write transaction (possibly shared); its result or error.
-        ``fn`` may run twice (batch rolled back, then alone): it must only touch the session.
+    def run(self, fn: Callable[[Tx], T]) -> T:
+        """``fn(tx)`` inside a write transaction (possibly shared); its result or error.
+        ``fn`` may run twice (batch rolled back, then alone): it must only touch the database.
 
         A caller already inside a write transaction joins it and is not batched: others' work
         must never ride on a transaction its owner may still roll back."""
-        if getattr(getattr(self.db, "_unit", None), "session", None) is not None:
-            with self.db.write() as session:
-                return fn(session)
+        if self.db.in_write():
+            with write_tx(self.db) as tx:
+                return fn(tx)
         op: _Op[T] = _Op(fn)
         with self._lock:
             self._queue.append(op)
-            if self._leading:
-                while not (op.done.is_set() or op.lead):
-                    self._wake.wait()
-            else:
+            follower = self._leading
+            if not follower:
                 self._leading = op.lead = True
-        if not op.done.is_set():
-            self._lead()
+        if follower:
+            op.wait()  # opened once: done, or promoted to lead
+        if not op.done:
+            self._lead(op)
         if op.error is not None:
             raise op.error
         return cast(T, op.value)
 
-    def _lead(self) -> None:
+    def _lead(self, leader: _Op[Any]) -> None:
         with self._lock:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
         try:
@@ -78,26 +89,31 @@ class GroupCommit:
         finally:
             with self._lock:
                 for op in batch:
-                    op.done.set()
-                if self._queue:
-                    self._queue[0].lead = True  # the next waiter leads the next batch
+                    op.done = True
+                following = self._queue[0] if self._queue else None
+                if following is not None:
+                    following.lead = True  # the next waiter leads the next batch
                 else:
                     self._leading = False
-                self._wake.notify_all()
+            for op in batch:
+                if op is not leader:
+                    op.open()
+            if following is not None:
+                following.open()
 
     def _execute(self, batch: list[_Op[Any]]) -> None:
         if len(batch) > 1:
             try:
-                with self.db.write() as session:
+                with write_tx(self.db) as tx:
                     for op in batch:
-                        op.value = op.fn(session)
+                        op.value = op.fn(tx)
                 return
             except Exception:  # one operation (or the commit) failed: each on its own
                 for op in batch:
                     op.value = None
         for op in batch:
             try:
-                with self.db.write() as session:
-                    op.value = op.fn(session)
+                with write_tx(self.db) as tx:
+                    op.value = op.fn(tx)
             except BaseException as exc:
                 op.error = exc

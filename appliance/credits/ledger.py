@@ -15,16 +15,16 @@ import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import String, Table, insert, select, text, type_coerce
+from sqlalchemy import String, select, text, type_coerce
 from sqlalchemy.orm import Session
 
 from appliance.credits.models import CreditLedgerEntry
+from appliance.credits.tx import Tx, as_tx
 from appliance.store.database import Database
 
 GENESIS = "0" * 64
-LEDGER = cast(Table, CreditLedgerEntry.__table__)
 KINDS = frozenset({"grant", "voucher", "reserve", "settle", "release", "adjustment"})
 PAGE = 1000
 HASHED = (
@@ -58,12 +58,17 @@ def _utc_iso(moment: datetime) -> str:
     return moment.isoformat()
 
 
+# What ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` builds on
+# every call, built once (this runs for every entry appended and verified).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def compute_hash(key: bytes, fields: dict[str, Any]) -> str:
     """The entry hash of one entry's fields (``prev_hash`` included)."""
     data = {name: fields.get(name) for name in HASHED}
     data["created_at"] = _utc_iso(fields["created_at"])
-    body = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+    body = _CANONICAL.encode(data)
+    return hmac.digest(key, body.encode(), "sha256").hex()
 
 
 def effect(kind: str, amount: int, reservation_id: str | None) -> tuple[int, int]:
@@ -94,31 +99,40 @@ class Tail:
 
 
 EMPTY = Tail(0, GENESIS, 0, 0)
-TAIL = (
-    select(LEDGER.c.id, LEDGER.c.entry_hash, LEDGER.c.balance_after, LEDGER.c.reserved_after)
-    .order_by(LEDGER.c.id.desc())
-    .limit(1)
+TAIL_SQL = (
+    "SELECT id, entry_hash, balance_after, reserved_after FROM credit_ledger "
+    "ORDER BY id DESC LIMIT 1"
 )
-INSERT = insert(LEDGER)
+COLUMNS = (*HASHED, "entry_hash")
+# Built from the column names above (constants); every value is bound.
+INSERT_SQL = "INSERT INTO credit_ledger ({}) VALUES ({})".format(  # noqa: S608
+    ", ".join(COLUMNS), ", ".join(":" + name for name in COLUMNS)
+)
 
 
-def read_tail(session: Session) -> Tail:
-    """The chain's last entry (inside a write transaction: the true tail)."""
-    # On the session's connection: Core, without the ORM's per-statement bookkeeping (this
-    # runs twice per metered call).
-    row = session.connection().execute(TAIL).first()
+def read_tail(unit: Tx | Session) -> Tail:
+    """The chain's last entry (inside a write transaction: the true tail, whatever another
+    thread or process appended before)."""
+    row = as_tx(unit).one(TAIL_SQL)
     return EMPTY if row is None else Tail(row[0], row[1], row[2], row[3])
 
 
 def append(
-    session: Session, key: bytes, tail: Tail, kind: str, amount: int, now: datetime, **fields: Any
+    unit: Tx | Session,
+    key: bytes,
+    tail: Tail,
+    kind: str,
+    amount: int,
+    now: datetime,
+    **fields: Any,
 ) -> Tail:
     """Append one entry after ``tail`` (the caller read it in this write transaction) and
     return the new tail. The database's CHECK constraints refuse a negative balance."""
     if kind not in KINDS:
         raise ValueError(f"unknown ledger kind {kind!r}")
+    tx = as_tx(unit)
     d_balance, d_reserved = effect(kind, amount, fields.get("reservation_id"))
-    row: dict[str, Any] = {name: None for name in HASHED}
+    row: dict[str, Any] = dict.fromkeys(HASHED)
     row.update(fields)
     row.update(
         id=tail.id + 1,
@@ -130,7 +144,8 @@ def append(
         prev_hash=tail.entry_hash,
     )
     row["entry_hash"] = compute_hash(key, row)
-    session.connection().execute(INSERT, row)
+    row["created_at"] = tx.time(now)
+    tx.run(INSERT_SQL, row)
     return Tail(row["id"], row["entry_hash"], row["balance_after"], row["reserved_after"])
 
 

@@ -12,24 +12,25 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from appliance.credits import ledger
 from appliance.credits.budgets import BudgetService
 from appliance.credits.errors import CreditsExhausted
 from appliance.credits.group_commit import GroupCommit
-from appliance.credits.models import CreditLedgerEntry, CreditReservation
+from appliance.credits.models import CreditLedgerEntry
 from appliance.credits.notifications import notify
 from appliance.credits.prices import PriceTable
+from appliance.credits.tx import Tx, as_tx, write_tx
 from appliance.errors import EnclaveError, NotFound
 from appliance.licensing.document import LicensePayload, VoucherPayload, micro_to_credits
 from appliance.licensing.errors import LicenseReadOnly, VoucherAlreadyRedeemed
@@ -38,9 +39,16 @@ from appliance.store.database import Database
 from appliance.store.schema import utcnow
 
 LOW_BALANCE = (20, 5)
-RESERVATIONS = cast(Table, CreditReservation.__table__)
 USER_PRINCIPAL = re.compile(r"^user:(\d+)$")
 REFERENCE_TTL = 30.0
+
+
+def hold_id() -> str:
+    """A new reservation id: 32 hex digits, the time in milliseconds then 80 random bits. Ids
+    that grow with time land at the right edge of the indexes on them (the reservation's key
+    and the ledger's ``reservation_id``), where random ones would touch a random page of an
+    ever larger index on every call."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
 def user_id_of(principal: str | None) -> int | None:
@@ -105,6 +113,7 @@ class CreditMeter:
         self._reference: tuple[int, int] | None = None
         self._reference_at = 0.0
         self._writes = GroupCommit(db)
+        self._noticed: set[str] = set()
         licensing.grant_listeners.append(self.grant_license_credits)
 
     # --- reads ------------------------------------------------------------------------------
@@ -154,46 +163,34 @@ class CreditMeter:
             return None
         amount = self.prices.for_model(provider, model).tokens_cost(prompt_tokens, max_tokens)
         user_id = user_id_of(principal)
-        hold = Hold(uuid.uuid4().hex, amount)
+        hold = Hold(hold_id(), amount)
         now = self._clock()
 
         # Run by the group commit: may share a transaction with concurrent calls, and may run
-        # twice (see GroupCommit), so it only touches the session and returns the refusal.
-        def write(session: Session) -> EnclaveError | None:
-            tail = ledger.read_tail(session)
+        # twice (see GroupCommit), so it only touches the database and returns the refusal.
+        def write(tx: Tx) -> EnclaveError | None:
+            tail = ledger.read_tail(tx)
             if tail.available < amount:
-                self._notify_low(session, tail.available, now, exhausted=True)
+                self._notify_low(tx, tail.available, now, exhausted=True)
                 return CreditsExhausted(
                     f"This request needs up to {micro_to_credits(amount):g} credits; "
                     f"{micro_to_credits(tail.available):g} are available. Ask an administrator "
                     "to redeem a top-up voucher, or lower max_tokens.",
                 )
-            denial = self.budgets.check(session, user_id, amount, now)
+            denial = self.budgets.check(tx, user_id, amount, now)
             if denial is None:
                 fields = _call_fields(principal, user_id, agent_id, provider, model)
                 ledger.append(
-                    session,
-                    self._key,
-                    tail,
-                    "reserve",
-                    amount,
-                    now,
-                    reservation_id=hold.id,
-                    **fields,
+                    tx, self._key, tail, "reserve", amount, now, reservation_id=hold.id, **fields
                 )
-                session.connection().execute(
-                    insert(RESERVATIONS),
+                tx.run(
+                    RESERVE_SQL,
                     {
+                        **fields,
                         "id": hold.id,
-                        "created_at": now,
-                        "expires_at": now + self.reservation_ttl,
+                        "created_at": tx.time(now),
+                        "expires_at": tx.time(now + self.reservation_ttl),
                         "amount": amount,
-                        "state": "open",
-                        "principal": principal,
-                        "user_id": user_id,
-                        "agent_id": agent_id,
-                        "provider": provider,
-                        "model": model,
                         "run_id": run_id,
                         "step": step,
                     },
@@ -212,47 +209,32 @@ class CreditMeter:
         balance goes (the shortfall is recorded). Settling twice changes nothing."""
         now = self._clock()
 
-        def write(session: Session) -> int:
-            res = (
-                session.connection()
-                .execute(select(RESERVATIONS).where(RESERVATIONS.c.id == hold_id))
-                .first()
-            )
-            if res is None:
-                raise NotFound("There is no such reservation.")
+        def write(tx: Tx) -> int:
+            res = _reservation(tx, hold_id)
             if res.state == "settled":
                 return 0
             cost = self.prices.for_model(res.provider, res.model).tokens_cost(
                 prompt_tokens, completion_tokens
             )
-            fields = _call_fields(res.principal, res.user_id, res.agent_id, res.provider, res.model)
+            fields = res.fields()
             fields.update(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-            tail = ledger.read_tail(session)
+            tail = ledger.read_tail(tx)
             extra = cost
             if res.state == "open":
                 covered = min(cost, res.amount)
                 tail = ledger.append(
-                    session,
-                    self._key,
-                    tail,
-                    "settle",
-                    covered,
-                    now,
-                    reservation_id=hold_id,
-                    **fields,
+                    tx, self._key, tail, "settle", covered, now, reservation_id=hold_id, **fields
                 )
                 if res.amount > covered:
                     tail = ledger.append(
-                        session,
+                        tx,
                         self._key,
                         tail,
                         "release",
                         res.amount - covered,
                         now,
                         reservation_id=hold_id,
-                        **_call_fields(
-                            res.principal, res.user_id, res.agent_id, res.provider, res.model
-                        ),
+                        **res.fields(),
                     )
                 extra = cost - covered
             charged = cost - extra
@@ -263,7 +245,7 @@ class CreditMeter:
                     fields.update(prompt_tokens=None, completion_tokens=None)
                 if direct:
                     tail = ledger.append(
-                        session,
+                        tx,
                         self._key,
                         tail,
                         "settle",
@@ -273,11 +255,9 @@ class CreditMeter:
                         **fields,
                     )
                 charged += direct
-            session.connection().execute(
-                update(RESERVATIONS).where(RESERVATIONS.c.id == hold_id).values(state="settled")
-            )
-            self.budgets.after_charge(session, res.user_id, now)
-            self._notify_low(session, tail.available, now)
+            tx.run(STATE_SQL, {"id": hold_id, "state": "settled"})
+            self.budgets.after_charge(tx, res.user_id, now)
+            self._notify_low(tx, tail.available, now)
             return charged
 
         return self._writes.run(write)
@@ -286,21 +266,17 @@ class CreditMeter:
         """Give back everything reserved for a call that produced no usage (no-op if closed)."""
         now = self._clock()
 
-        def write(session: Session) -> None:
-            res = session.get(CreditReservation, hold_id)
-            if res is None:
-                raise NotFound("There is no such reservation.")
+        def write(tx: Tx) -> None:
+            res = _reservation(tx, hold_id)
             if res.state == "open":
-                self._release_in(session, res, now, reason)
+                self._release_in(tx, res, now, reason)
 
         self._writes.run(write)
 
-    def _release_in(
-        self, session: Session, res: CreditReservation, now: datetime, reason: str
-    ) -> None:
-        tail = ledger.read_tail(session)
+    def _release_in(self, tx: Tx, res: _Held, now: datetime, reason: str) -> None:
+        tail = ledger.read_tail(tx)
         ledger.append(
-            session,
+            tx,
             self._key,
             tail,
             "release",
@@ -308,24 +284,22 @@ class CreditMeter:
             now,
             reservation_id=res.id,
             details=json.dumps({"reason": reason}),
-            **_call_fields(res.principal, res.user_id, res.agent_id, res.provider, res.model),
+            **res.fields(),
         )
-        res.state = "released" if reason == "released" else "expired"
+        state = "released" if reason == "released" else "expired"
+        tx.run(STATE_SQL, {"id": res.id, "state": state})
 
     def expire_stale(self) -> int:
         """Release every open reservation past its expiry (left by a crash); returns how many."""
         now = self._clock()
-        with self.db.write() as session:
-            stale = list(
-                session.scalars(
-                    select(CreditReservation)
-                    .where(CreditReservation.state == "open", CreditReservation.expires_at < now)
-                    .order_by(CreditReservation.created_at)
-                )
+        with write_tx(self.db) as tx:
+            rows = tx.all(
+                EXPIRED_SQL,
+                {"now": tx.time(now)},
             )
-            for res in stale:
-                self._release_in(session, res, now, "expired")
-        return len(stale)
+            for row in rows:
+                self._release_in(tx, _Held(*row), now, "expired")
+        return len(rows)
 
     def charge_tool(
         self, principal: str | None, tool: str, seconds: float, agent_id: str | None
@@ -339,46 +313,50 @@ class CreditMeter:
             return 0
         now = self._clock()
         user_id = user_id_of(principal)
-        with self.db.write() as session:
-            tail = ledger.read_tail(session)
+
+        def write(tx: Tx) -> int:
+            tail = ledger.read_tail(tx)
             direct = min(cost, tail.available)
             if direct:
                 fields = _call_fields(principal, user_id, agent_id, "tool", tool)
                 details = json.dumps({"seconds": round(seconds, 3), "uncovered": cost - direct})
                 tail = ledger.append(
-                    session, self._key, tail, "settle", direct, now, details=details, **fields
+                    tx, self._key, tail, "settle", direct, now, details=details, **fields
                 )
-                self.budgets.after_charge(session, user_id, now)
-                self._notify_low(session, tail.available, now)
-        return direct
+                self.budgets.after_charge(tx, user_id, now)
+                self._notify_low(tx, tail.available, now)
+            return direct
+
+        return self._writes.run(write)
 
     # --- credits in -------------------------------------------------------------------------
 
-    def grant_license_credits(self, session: Session, lic: LicensePayload, now: datetime) -> None:
+    def grant_license_credits(self, unit: Session | Tx, lic: LicensePayload, now: datetime) -> None:
         """The license's one-off grant and this month's grant, each applied once (a
         :class:`LicenseService` grant listener: runs in its write transaction)."""
+        tx = as_tx(unit)
         grants = [(f"license:{lic.license_id}:once", lic.once_micro)]
         if lic.monthly_micro and now >= lic.not_before:
             grants.append((f"license:{lic.license_id}:month:{now:%Y-%m}", lic.monthly_micro))
         for reference, amount in grants:
-            if amount <= 0 or _has_reference(session, reference):
+            if amount <= 0 or _has_reference(tx, reference):
                 continue
-            tail = ledger.read_tail(session)
-            ledger.append(session, self._key, tail, "grant", amount, now, reference=reference)
+            tail = ledger.read_tail(tx)
+            ledger.append(tx, self._key, tail, "grant", amount, now, reference=reference)
         self._reference = None
 
     def redeem(self, voucher: VoucherPayload, principal: str | None = None) -> Balance:
         """Credit a verified voucher, once."""
         now = self._clock()
         reference = f"voucher:{voucher.voucher_id}"
-        with self.db.write() as session:
-            if _has_reference(session, reference):
+        with write_tx(self.db) as tx:
+            if _has_reference(tx, reference):
                 raise VoucherAlreadyRedeemed(
                     f"Voucher {voucher.voucher_id} was already redeemed; a voucher is single-use."
                 )
-            tail = ledger.read_tail(session)
+            tail = ledger.read_tail(tx)
             tail = ledger.append(
-                session,
+                tx,
                 self._key,
                 tail,
                 "voucher",
@@ -394,12 +372,12 @@ class CreditMeter:
     def adjust(self, amount: int, reason: str, principal: str | None) -> Balance:
         """A manual correction (positive or negative micro-credits) with its reason."""
         now = self._clock()
-        with self.db.write() as session:
-            tail = ledger.read_tail(session)
+        with write_tx(self.db) as tx:
+            tail = ledger.read_tail(tx)
             if tail.available + amount < 0:
                 raise CreditsExhausted("The adjustment would take more than the free balance.")
             tail = ledger.append(
-                session,
+                tx,
                 self._key,
                 tail,
                 "adjustment",
@@ -412,50 +390,51 @@ class CreditMeter:
 
     # --- notices ----------------------------------------------------------------------------
 
-    def _reference_level(self, session: Session) -> tuple[int, int] | None:
+    def _reference_level(self, tx: Tx) -> tuple[int, int] | None:
         """(entry id, free balance) right after the latest grant or voucher: 100 % for the
         low-balance notices."""
         if self._reference is not None and time.monotonic() - self._reference_at < REFERENCE_TTL:
             return self._reference
-        row = session.execute(
-            select(
-                CreditLedgerEntry.id,
-                CreditLedgerEntry.balance_after - CreditLedgerEntry.reserved_after,
-            )
-            .where(CreditLedgerEntry.kind.in_(("grant", "voucher")))
-            .order_by(CreditLedgerEntry.id.desc())
-            .limit(1)
-        ).first()
+        row = tx.one(
+            "SELECT id, balance_after - reserved_after FROM credit_ledger "
+            "WHERE kind IN ('grant', 'voucher') ORDER BY id DESC LIMIT 1"
+        )
         with self._ref_lock:
             self._reference = None if row is None else (int(row[0]), int(row[1]))
             self._reference_at = time.monotonic()
         return self._reference
 
-    def _notify_low(
-        self, session: Session, available: int, now: datetime, exhausted: bool = False
-    ) -> None:
-        ref = self._reference_level(session)
+    def _notice(self, tx: Tx, kind: str, message: str, dedupe_key: str, now: datetime) -> None:
+        """A deduplicated admin notice; keys known to be stored are not asked for again (a
+        notice is never deleted, so once seen committed it stays)."""
+        if dedupe_key in self._noticed:
+            return
+        if not notify(tx, kind, message, dedupe_key=dedupe_key, now=now):
+            self._noticed.add(dedupe_key)  # already there before this transaction
+
+    def _notify_low(self, tx: Tx, available: int, now: datetime, exhausted: bool = False) -> None:
+        ref = self._reference_level(tx)
         if ref is None or ref[1] <= 0:
             return
         ref_id, level = ref
         if exhausted:
-            notify(
-                session,
+            self._notice(
+                tx,
                 "credits_exhausted",
                 "A request was refused: the credits are used up. Redeem a top-up voucher.",
-                dedupe_key=f"credits_exhausted:{ref_id}",
-                now=now,
+                f"credits_exhausted:{ref_id}",
+                now,
             )
             return
         for pct in LOW_BALANCE:
             if available * 100 <= level * pct:
-                notify(
-                    session,
+                self._notice(
+                    tx,
                     "low_balance",
                     f"Credits are low: {micro_to_credits(available):g} left, {pct} % or less "
                     "of the last top-up. Redeem a top-up voucher before they run out.",
-                    dedupe_key=f"low_balance:{pct}:{ref_id}",
-                    now=now,
+                    f"low_balance:{pct}:{ref_id}",
+                    now,
                 )
 
 
@@ -475,11 +454,49 @@ def _call_fields(
     }
 
 
-def _has_reference(session: Session, reference: str) -> bool:
-    found = session.scalar(
-        select(CreditLedgerEntry.id).where(CreditLedgerEntry.reference == reference)
-    )
+def _has_reference(tx: Tx, reference: str) -> bool:
+    found = tx.one("SELECT id FROM credit_ledger WHERE reference = :r", {"r": reference})
     return found is not None
+
+
+@dataclass(frozen=True)
+class _Held:
+    """The columns of a reservation the meter needs."""
+
+    id: str
+    amount: int
+    state: str
+    principal: str | None
+    user_id: int | None
+    agent_id: str | None
+    provider: str
+    model: str
+
+    def fields(self) -> dict[str, Any]:
+        return _call_fields(self.principal, self.user_id, self.agent_id, self.provider, self.model)
+
+
+HELD_SQL = (
+    "SELECT id, amount, state, principal, user_id, agent_id, provider, model "
+    "FROM credit_reservation WHERE id = :id"
+)
+EXPIRED_SQL = (
+    "SELECT id, amount, state, principal, user_id, agent_id, provider, model "
+    "FROM credit_reservation WHERE state = 'open' AND expires_at < :now ORDER BY created_at"
+)
+RESERVE_SQL = (
+    "INSERT INTO credit_reservation (id, created_at, expires_at, amount, state, principal, "
+    "user_id, agent_id, provider, model, run_id, step) VALUES (:id, :created_at, :expires_at, "
+    ":amount, 'open', :principal, :user_id, :agent_id, :provider, :model, :run_id, :step)"
+)
+STATE_SQL = "UPDATE credit_reservation SET state = :state WHERE id = :id"
+
+
+def _reservation(tx: Tx, hold_id: str) -> _Held:
+    row = tx.one(HELD_SQL, {"id": hold_id})
+    if row is None:
+        raise NotFound("There is no such reservation.")
+    return _Held(*row)
 
 
 def _entry_dict(entry: CreditLedgerEntry) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from appliance.credits.models import Notification
+from appliance.credits.tx import Tx, as_tx
 from appliance.errors import NotFound
 from appliance.store.database import Database
 from appliance.store.schema import utcnow
@@ -24,8 +25,15 @@ def user_audience(user_id: int) -> str:
     return f"user:{user_id}"
 
 
+NOTIFY_SQL = (
+    "INSERT INTO notification (created_at, kind, audience, message, dedupe_key) "
+    "VALUES (:created_at, :kind, :audience, :message, :dedupe_key) "
+    "ON CONFLICT (dedupe_key) DO NOTHING"
+)
+
+
 def notify(
-    session: Session,
+    unit: Session | Tx,
     kind: str,
     message: str,
     *,
@@ -35,20 +43,15 @@ def notify(
 ) -> bool:
     """Add a notice inside the caller's write transaction; False when ``dedupe_key`` was
     already used (the notice was given before)."""
-    if dedupe_key is not None and session.scalar(
-        select(Notification.id).where(Notification.dedupe_key == dedupe_key)
-    ):
-        return False
-    session.add(
-        Notification(
-            created_at=now or utcnow(),
-            kind=kind,
-            audience=audience,
-            message=message,
-            dedupe_key=dedupe_key,
-        )
-    )
-    return True
+    tx = as_tx(unit)
+    params = {
+        "created_at": tx.time(now or utcnow()),
+        "kind": kind,
+        "audience": audience,
+        "message": message,
+        "dedupe_key": dedupe_key,
+    }
+    return tx.run(NOTIFY_SQL, params) > 0
 
 
 def as_dict(row: Notification) -> dict[str, Any]:

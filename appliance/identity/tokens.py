@@ -18,7 +18,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -63,6 +63,9 @@ class AccessClaims:
     user_id: int
     session_id: str
     role: str
+    # When the credential stops being valid by itself (token expiry, session idle or absolute
+    # timeout, whichever is first): how long a verification may be cached.
+    valid_until: datetime | None = None
 
 
 def _digest(secret: str) -> str:
@@ -204,7 +207,7 @@ class TokenService:
         if not valid or auth is None or user is None:
             raise InvalidToken()
         self._touch(session_id, as_utc(auth.last_seen_at), now)
-        return AccessClaims(user.id, session_id, user.role)
+        return AccessClaims(user.id, session_id, user.role, self._deadline(auth))
 
     # --- verifying --------------------------------------------------------------------------
 
@@ -227,10 +230,12 @@ class TokenService:
             auth = session.get(AuthSession, session_id)
             alive = auth is not None and auth.user_id == user_id and self._session_alive(auth, now)
             last_seen = as_utc(auth.last_seen_at) if auth is not None else None
-        if not alive:
+        if not alive or auth is None:
             raise InvalidToken()
         self._touch(session_id, last_seen, now)
-        return AccessClaims(user_id, session_id, str(claims.get("role", "")))
+        expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
+        deadline = min(expires, self._deadline(auth))
+        return AccessClaims(user_id, session_id, str(claims.get("role", "")), deadline)
 
     # --- revoking ---------------------------------------------------------------------------
 
@@ -271,6 +276,13 @@ class TokenService:
             return int(getattr(result, "rowcount", 0) or 0)
 
         return self.db.run_write(revoke)
+
+    def _deadline(self, auth: AuthSession) -> datetime:
+        """When a live session ends unless used again: its absolute or its idle deadline."""
+        expires, seen = as_utc(auth.expires_at), as_utc(auth.last_seen_at)
+        if expires is None or seen is None:
+            return datetime.min.replace(tzinfo=UTC)
+        return min(expires, seen + self.policy.idle_timeout)
 
     def _session_alive(self, auth: AuthSession, now: datetime) -> bool:
         if auth.revoked_at is not None:

@@ -15,12 +15,13 @@ def key_id_for(key: bytes) -> bytes:
 class DataKey:
     """A 256-bit data key. ``repr``/``str`` are redacted so it cannot leak into logs or tracebacks."""
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_id", "_raw")
 
     def __init__(self, raw: bytes) -> None:
         if len(raw) != 32:
             raise ValueError("a data key is exactly 32 bytes")
         self._raw = bytes(raw)
+        self._id = key_id_for(self._raw)  # checked on every request: computed once
 
     @classmethod
     def generate(cls) -> DataKey:
@@ -35,7 +36,7 @@ class DataKey:
     @property
     def key_id(self) -> bytes:
         """The key's public identifier (see :func:`key_id_for`)."""
-        return key_id_for(self._raw)
+        return self._id
 
     def derive(self, purpose: str) -> bytes:
         """A 32-byte subkey for one purpose (HMAC-SHA256 as a PRF), so keys are never reused."""

@@ -23,7 +23,14 @@ from typing import Any, Literal, TypeVar
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from appliance.licensing.errors import LicenseInvalid
 
@@ -86,11 +93,21 @@ class LicensePayload(BaseModel):
     credits_monthly: str = "0"
     # The installation id this license is bound to (``enclave license show``); None: any.
     machine_id: str | None = None
+    # An evaluation license (shipped in the package): ``expires_at`` is the last day it can be
+    # *started*; once started it runs ``evaluation_days`` from its activation, once per home.
+    evaluation: bool = False
+    evaluation_days: int | None = Field(None, ge=1, le=366)
 
     @field_validator("issued_at", "not_before", "expires_at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         return _aware(value)
+
+    @model_validator(mode="after")
+    def _evaluation_has_days(self) -> LicensePayload:
+        if self.evaluation != (self.evaluation_days is not None):
+            raise ValueError("an evaluation license (and only one) carries evaluation_days")
+        return self
 
     @field_validator("credits_once", "credits_monthly")
     @classmethod

@@ -77,3 +77,23 @@ class LicenseReadOnly(EnclaveError):
         "The license has expired and its grace period is over: Enclave is read-only (no new "
         "runs; everything can still be read and exported). Import a new license to continue."
     )
+
+
+class EvaluationUnavailable(EnclaveError):
+    code = "evaluation_unavailable"
+    http_status = 409
+    title = "Evaluation not available"
+    default_message = (
+        "The evaluation license can be started once, on a home that has never had a license; "
+        "import the license file from the vendor instead."
+    )
+
+
+class FeatureNotLicensed(EnclaveError):
+    code = "feature_not_licensed"
+    http_status = 403
+    title = "Not in this license"
+    default_message = (
+        "The license in force does not include this feature: what exists stays readable and "
+        "exportable, but nothing can be added or changed. Import a license that includes it."
+    )

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -39,6 +40,7 @@ from appliance.licensing.document import (
     verify_signed,
 )
 from appliance.licensing.errors import (
+    EvaluationUnavailable,
     LicenseExpired,
     LicenseInvalid,
     LicenseNotYetValid,
@@ -46,6 +48,12 @@ from appliance.licensing.errors import (
     NoLicense,
     SeatsExceeded,
     VoucherWrongLicense,
+)
+from appliance.licensing.evaluation import (
+    SHIPPED_EVALUATION,
+    activated,
+    ensure_evaluation_allowed,
+    read_evaluation,
 )
 from appliance.licensing.models import LicenseClock, LicenseRecord
 from appliance.store.database import Database
@@ -88,9 +96,11 @@ class LicenseStatus:
         return self.license is not None
 
     def has_feature(self, feature: str) -> bool:
-        """Whether the tier includes ``feature`` (unlicensed: everything; a downgrade makes
-        what the new tier lacks read-only, never deleted)."""
-        return self.license is None or feature in self.license.features
+        """Whether the tier includes ``feature`` (unlicensed, or an evaluation of the whole
+        product: everything; a downgrade makes what the new tier lacks read-only, never
+        deleted — see :mod:`appliance.licensing.features`)."""
+        lic = self.license
+        return lic is None or lic.evaluation or feature in lic.features
 
     def as_dict(self) -> dict[str, Any]:
         lic = self.license
@@ -131,8 +141,10 @@ class LicenseService:
         required: bool = False,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] | None = None,
+        evaluation_file: Path = SHIPPED_EVALUATION,
     ) -> None:
         self.db = db
+        self.evaluation_file = evaluation_file
         self.keys = keys
         self.machine_id = machine_id
         self.required = required
@@ -212,11 +224,16 @@ class LicenseService:
 
     def import_license(self, data: str | bytes) -> LicensePayload:
         """Verify and install a license (the previous one is kept, inactive); grants its
-        credits in the same transaction."""
+        credits in the same transaction. An evaluation license starts now (once per home) and
+        is returned with its effective expiry."""
         raw = as_bytes(data)
         lic = self.verify_license(raw)
         now = self.effective_now()
+        if lic.evaluation:
+            lic = activated(lic, now)
         with self.db.write() as session:
+            if lic.evaluation:
+                ensure_evaluation_allowed(session)
             session.execute(update(LicenseRecord).values(active=False))
             session.add(
                 LicenseRecord(
@@ -230,6 +247,25 @@ class LicenseService:
                 listener(session, lic, now)
         self.invalidate()
         return lic
+
+    def evaluation_offer(self) -> LicensePayload | None:
+        """The shipped evaluation license when it can be started here (it verifies against
+        the vendor keys, can still be started, and this home has never had a license)."""
+        try:
+            offer = self.verify_license(read_evaluation(self.evaluation_file))
+            with self.db.read() as session:
+                ensure_evaluation_allowed(session)
+        except (EvaluationUnavailable, LicenseInvalid, LicenseExpired, LicenseNotYetValid):
+            return None
+        return offer if offer.evaluation else None
+
+    def start_evaluation(self) -> LicensePayload:
+        """Start the evaluation license shipped in the package (once per home): it runs for
+        its ``evaluation_days`` from now."""
+        data = read_evaluation(self.evaluation_file)
+        if not self.verify_license(data).evaluation:
+            raise EvaluationUnavailable("The shipped file is not an evaluation license.")
+        return self.import_license(data)
 
     def verify_voucher(self, data: str | bytes) -> VoucherPayload:
         """A voucher's payload, checked: signature, expiry and that it is for this license."""
@@ -286,10 +322,14 @@ class LicenseService:
         self._checked_at = now
         return status
 
-    def maybe_check(self) -> None:
-        """Run :meth:`check` when a day has passed since the last one in this process."""
+    def check_due(self) -> bool:
+        """Whether a day has passed since the last :meth:`check` in this process (or none ran)."""
         last = self._checked_at
-        if last is None or self._clock() - last >= CHECK_EVERY:
+        return last is None or self._clock() - last >= CHECK_EVERY
+
+    def maybe_check(self) -> None:
+        """Run :meth:`check` when it is due (:meth:`check_due`)."""
+        if self.check_due():
             self.check()
 
     def _reload_in(self, session: Session) -> None:
@@ -303,7 +343,8 @@ class LicenseService:
         if record is None:
             return None
         try:
-            return parse_license(verify_signed(record.document.encode("ascii"), self.keys))
+            lic = parse_license(verify_signed(record.document.encode("ascii"), self.keys))
+            return activated(lic, record.imported_at) if lic.evaluation else lic
         except LicenseInvalid as exc:
             log.error("license.stored_invalid", license_id=record.license_id, reason=exc.message)
             self._stored_invalid = True

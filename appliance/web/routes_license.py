@@ -56,3 +56,19 @@ async def import_license(
     )
     status = await call(services.metering.license.status)
     return {"imported": lic.license_id, **status.as_dict()}
+
+
+@router.post("/evaluation")
+async def start_evaluation(principal: Admin, services: ServicesDep) -> dict[str, Any]:
+    """Start the evaluation license shipped in the package (once per home, only where no
+    license was ever imported); 409 ``evaluation_unavailable`` otherwise. Audited."""
+    lic = await call(
+        services.audited,
+        services.metering.license.start_evaluation,
+        action="license.evaluation",
+        actor=principal.actor,
+        target=lambda started: f"license:{started.license_id}",
+        details=lambda started: {"days": started.evaluation_days},
+    )
+    status = await call(services.metering.license.status)
+    return {"imported": lic.license_id, **status.as_dict()}

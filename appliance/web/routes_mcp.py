@@ -14,12 +14,17 @@ from fastapi.concurrency import run_in_threadpool as call
 from pydantic import BaseModel, Field
 
 from appliance.identity.models import Role
+from appliance.licensing.features import MCP
 from appliance.runs import RunService
 from appliance.web.auth import Admin, Principal, ServicesDep, authorize
+from appliance.web.entitlements import entitled
 from appliance.web.routes_runs import RunsDep
 from engine.tools.knowledge_search import KnowledgeSearchTool
 
-servers = APIRouter(prefix="/api/v1/mcp-servers", tags=["mcp"])
+# Without the `mcp` entitlement (a downgrade) servers stay listed but cannot be changed.
+servers = APIRouter(
+    prefix="/api/v1/mcp-servers", tags=["mcp"], dependencies=[Depends(entitled(MCP))]
+)
 tools = APIRouter(prefix="/api/v1/tools", tags=["tools"])
 Builder = Annotated[Principal, Depends(authorize((Role.ADMIN, Role.BUILDER), "agents:read"))]
 

@@ -9,15 +9,22 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.concurrency import run_in_threadpool as call
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from appliance.licensing.features import REMOTE_PROVIDERS
 from appliance.providers import EndpointSpec
 from appliance.web.auth import Admin, ServicesDep
+from appliance.web.entitlements import entitled
 from engine.providers import probe
 
-router = APIRouter(prefix="/api/v1/providers", tags=["providers"])
+# Without the `remote_providers` entitlement (a downgrade) endpoints stay listed, unchanged.
+router = APIRouter(
+    prefix="/api/v1/providers",
+    tags=["providers"],
+    dependencies=[Depends(entitled(REMOTE_PROVIDERS))],
+)
 
 
 class EndpointOptions(BaseModel):

@@ -44,6 +44,16 @@ def license(
     machine_id: Annotated[
         str | None, typer.Option(help="Bind to this installation id (enclave license show).")
     ] = None,
+    license_id: Annotated[
+        str | None, typer.Option("--license-id", help="The license id (default: a new one).")
+    ] = None,
+    evaluation_days: Annotated[
+        int | None,
+        typer.Option(
+            help="Make an evaluation license: it runs this many days from the moment an "
+            "appliance starts it (once per home); --days is then how long it can be started."
+        ),
+    ] = None,
 ) -> None:
     """Issue a signed license file."""
     payload, data = Issuer(keys).issue_license(
@@ -56,6 +66,8 @@ def license(
         credits_once=credits_once,
         credits_monthly=credits_monthly,
         machine_id=machine_id,
+        evaluation_days=evaluation_days,
+        license_id=license_id,
     )
     out.write_bytes(data)
     typer.echo(f"license {payload.license_id} written to {out}")

@@ -77,8 +77,11 @@ class Issuer:
         license_id: str | None = None,
         not_before: datetime | None = None,
         expires_at: datetime | None = None,
+        evaluation_days: int | None = None,
     ) -> tuple[LicensePayload, bytes]:
-        """A signed license (valid from now for ``days`` unless the dates are given)."""
+        """A signed license (valid from now for ``days`` unless the dates are given). With
+        ``evaluation_days`` it is an evaluation license: it can be started until its expiry
+        date and runs ``evaluation_days`` from the moment an appliance starts it."""
         now = datetime.now(UTC).replace(microsecond=0)
         start = not_before or now
         payload = LicensePayload(
@@ -94,6 +97,8 @@ class Issuer:
             credits_once=credits_once,
             credits_monthly=credits_monthly,
             machine_id=machine_id,
+            evaluation=evaluation_days is not None,
+            evaluation_days=evaluation_days,
         )
         data = self.sign(payload.model_dump(mode="json"))
         self._record("license", payload.license_id, payload.model_dump(mode="json"))

@@ -1,0 +1,44 @@
+"""The meter's raw SQL path stores times exactly as the ORM does, so rows written either way
+compare, sort and load alike (budgets sum by ``created_at >= since``); a write nested in a raw
+one on the same thread fails at once rather than deadlocking on the writer's lock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy.dialects import sqlite
+
+from appliance import Appliance
+from appliance.credits.tx import _time_binder, sqlite_time
+from tests.conftest import PASSPHRASE, make_settings
+
+MOMENTS = [
+    datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+    datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=-5))),
+    datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=2))),
+    datetime(2026, 3, 1),  # naive: taken as UTC, as the ORM's column type does
+]
+
+
+@pytest.mark.parametrize("moment", MOMENTS, ids=str)
+def test_raw_times_are_what_the_orm_stores(moment: datetime) -> None:
+    assert sqlite_time(moment) == _time_binder(sqlite.dialect())(moment)
+
+
+def test_a_nested_write_fails_at_once_instead_of_hanging(tmp_path: Path) -> None:
+    app = Appliance(make_settings(tmp_path / "home"))
+    app.initialise(PASSPHRASE)
+    try:
+        with app.db.write_dbapi():
+            with pytest.raises(RuntimeError), app.db.write():
+                pass
+            with pytest.raises(RuntimeError), app.db.write_dbapi():
+                pass
+        with app.db.write(), pytest.raises(RuntimeError), app.db.write_dbapi():
+            pass
+        with app.db.write_dbapi() as cursor:  # the lock was released each time
+            cursor.execute("SELECT 1")
+    finally:
+        app.seal()
