@@ -15,6 +15,7 @@ selector's ``document.cookie`` write is played the same way.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -37,13 +38,16 @@ from appliance import Appliance, Role
 from appliance.identity.models import User as Account
 from appliance.identity.passwords import make_hasher
 from appliance.identity.users import UserService
+from appliance.knowledge import close_runtime
 from appliance.web import create_app
 from tests.conftest import PASSPHRASE, make_settings
 
 PASSWORD = "page logic password 1357"
 PEOPLE = {"ada": Role.ADMIN, "bea": Role.BUILDER, "max": Role.MEMBER, "aud": Role.AUDITOR}
 
-_FETCH = re.compile(r"await fetch\((?P<path>'[^']*'|\"[^\"]*\"), \{method: (?P<method>'\w+'|\"\w+\")")
+_FETCH = re.compile(
+    r"await fetch\((?P<path>'[^']*'|\"[^\"]*\"), \{method: (?P<method>'\w+'|\"\w+\")"
+)
 _CSRF = re.compile(r"'X-CSRF-Token': (?P<token>\"[^\"]*\")")
 _BODY = re.compile(r"body: (?P<body>\"(?:[^\"\\]|\\.)*\")\}\);")
 _COOKIE = re.compile(r"^document\.cookie = (?P<value>\"(?:[^\"\\]|\\.)*\");")
@@ -56,6 +60,20 @@ def _literal(text: str) -> str:
 
 class PageUser(User):
     """NiceGUI's simulated user, plus the few browser calls the pages make in JavaScript."""
+
+    async def should_see(
+        self,
+        target: Any = None,
+        *,
+        kind: Any = None,
+        marker: Any = None,
+        content: Any = None,
+        retries: int = 50,
+    ) -> None:
+        """As NiceGUI's, but waits up to 5 s: page handlers run in worker threads, and the
+        machine running the tests may be busy."""
+        parent: Any = super()
+        await parent.should_see(target, kind=kind, marker=marker, content=content, retries=retries)
 
     def _patch_outbox_emit_function(self) -> None:
         super()._patch_outbox_emit_function()
@@ -164,10 +182,13 @@ class Pages:
         assert found, f"nothing labelled {label!r} on the page:\n{self.user.current_layout}"
         return UserInteraction(self.user, found, None)
 
+    def field(self, label: str) -> Any:
+        """The one element labelled ``label`` (to read or set its value)."""
+        (element,) = self.labelled(label).elements
+        return element
+
     async def wait(self, check: Callable[[], bool], seconds: float = 10.0) -> None:
         """Wait until ``check()`` is true (page handlers run as background tasks)."""
-        import asyncio
-
         for _ in range(int(seconds / 0.05)):
             if check():
                 return
@@ -206,7 +227,9 @@ def template_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @asynccontextmanager
-async def simulate(appliance: Appliance, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[PageUser]:
+async def simulate(
+    appliance: Appliance, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[PageUser]:
     """The appliance's app with NiceGUI reset around it, and a simulated user of it."""
     with nicegui_reset_globals():
         monkeypatch.setenv("NICEGUI_USER_SIMULATION", "true")
@@ -220,10 +243,27 @@ async def simulate(appliance: Appliance, monkeypatch: pytest.MonkeyPatch) -> Asy
                     headers={"Accept": "text/html,*/*;q=0.8"},  # as a browser asks for pages
                 ) as client:
                     yield PageUser(client)
+                    await _settle()
         finally:
             ui.navigate = Navigate()
             ui.notify = notify
             ui.download = download
+
+
+async def _settle(seconds: float = 10.0) -> None:
+    """Let navigations and simulated browser calls still in flight finish before the app stops
+    (a test may end on the action that starts one)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
+        pending = [
+            t
+            for t in background_tasks.running_tasks
+            if t.get_name().startswith(("navigate", "browser call")) and not t.done()
+        ]
+        if not pending:
+            return
+        await asyncio.wait(pending, timeout=deadline - loop.time())
 
 
 def _people(appliance: Appliance) -> dict[str, Account]:
@@ -248,6 +288,7 @@ async def pages(
     appliance.unseal(PASSPHRASE)
     async with simulate(appliance, monkeypatch) as user:
         yield Pages(user, appliance, _people(appliance))
+    close_runtime(appliance)  # the knowledge worker, if a page started it
     _no_errors_logged(caplog)
 
 

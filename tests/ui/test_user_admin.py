@@ -66,7 +66,7 @@ async def test_an_admin_creates_a_user_changes_the_role_and_disables_them(pages:
 
     # Promote: the role select of carla's row.
     with user:
-        pages.labelled("Role of carla").elements.pop().value = "builder"
+        pages.field("Role of carla").value = "builder"
     await pages.wait(lambda: services.users.get_user(carla.id).role == "builder")
 
     pages.labelled("Disable carla").click()
@@ -76,7 +76,7 @@ async def test_an_admin_creates_a_user_changes_the_role_and_disables_them(pages:
     assert actions.count("user.update") == 2 and "user.create" in actions
 
     # An administrator cannot change their own role (no lock-out).
-    assert not pages.labelled("Role of ada").elements.pop().enabled
+    assert not pages.field("Role of ada").enabled
 
 
 async def test_an_admin_creates_a_group_and_adds_a_member(pages: Pages) -> None:
@@ -97,7 +97,7 @@ async def test_an_admin_creates_a_group_and_adds_a_member(pages: Pages) -> None:
     add.click()  # nobody chosen yet
     await user.should_see("Choose the user to add first.")
     with user:
-        pages.labelled("Add to finance").elements.pop().value = pages.people["max"].id
+        pages.field("Add to finance").value = pages.people["max"].id
     user.find(kind=ui.button, content="Add").click()
     await user.should_see("members: max")
     assert [u.username for u in services.groups.list_members(group.id)] == ["max"]

@@ -70,13 +70,14 @@ async def test_a_builder_shares_an_agent_with_a_member(pages: Pages) -> None:
     pages.by_id("share-submit").click()
     await pages.user.should_see("Choose a user or group to share with.")
     with pages.user:
-        pages.labelled("Share with").elements.pop().value = f"user:{max_.id}"
+        pages.field("Share with").value = f"user:{max_.id}"
     pages.by_id("share-submit").click()
     await pages.wait(lambda: [a.name for a in agents.list_agents(max_)] == ["Helpdesk"])
     await pages.wait(lambda: _has_text(pages, "user max: can use"))
 
     pages.labelled("Stop sharing with user max").click()
     await pages.wait(lambda: agents.list_agents(max_) == [])
+    await pages.wait(lambda: not _has_text(pages, "user max: can use"))  # the page reloaded
 
 
 async def test_import_explains_bad_json_and_imports_an_export(pages: Pages) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from nicegui import ui
+
 from appliance import State
+from appliance.agents.templates import list_templates
 from tests.conftest import PASSPHRASE
 from tests.ui.conftest import PASSWORD, Pages
 
@@ -67,7 +70,7 @@ async def test_unseal_rejects_a_wrong_passphrase_and_opens_with_the_right_one(
     await pages.wait(lambda: pages.error_text() != "")
     assert pages.appliance.state is State.SEALED
     # The field is emptied for the next try.
-    assert pages.user.find("Admin passphrase").elements.pop().value == ""
+    assert pages.field("Admin passphrase").value == ""
 
     user.find("Admin passphrase").type(PASSPHRASE)
     pages.by_id("unseal-submit").click()
@@ -85,7 +88,7 @@ async def test_sign_in_refuses_wrong_credentials_and_signs_in(pages: Pages) -> N
     assert pages.error_text() == (
         "The username or password is not correct, or the key is not valid."
     )
-    assert user.find("Password").elements.pop().value == ""
+    assert pages.field("Password").value == ""
 
     user.find("Password").type(PASSWORD)
     pages.by_id("login-submit").click()
@@ -105,3 +108,36 @@ async def test_pages_send_anonymous_visitors_to_sign_in(pages: Pages) -> None:
     for path in ("/chat", "/agents", "/knowledge", "/admin/users", "/account"):
         await pages.user.open(path)
         await pages.wait_for_path("/login")
+
+
+async def test_the_wizard_license_step_then_first_agent_from_a_template(pages: Pages) -> None:
+    user = pages.user
+    licensing = pages.appliance.services.metering.license
+    await pages.open_as("ada", "/setup/license")
+    await user.should_see("Step 3 of 6: License")
+    assert pages.text_of("license-state") == "No license is installed."
+    if licensing.evaluation_offer() is not None:
+        pages.by_id("start-evaluation").click()
+        await pages.wait(lambda: licensing.status().license is not None)
+    else:
+        pages.by_id("license-skip").click()
+    await pages.wait_for_path("/setup/model")
+    await user.should_see("Step 4 of 6: Model")
+    # The real check of the bundled model (file, format, memory, opens in llama.cpp).
+    await pages.wait(lambda: _has_id(pages, "model-ready"), seconds=120)
+    assert pages.element("model-continue").enabled
+    pages.by_id("model-continue").click()
+    await pages.wait_for_path("/setup/agent")
+    await user.should_see("Step 5 of 6: First agent")
+    template = list_templates()[0]
+    user.find(kind=ui.button, content=f"Use {template['name']}").click()
+    agents = pages.appliance.services.agents
+    await pages.wait(lambda: len(agents.list_agents(pages.people["ada"])) == 1)
+    (made,) = agents.list_agents(pages.people["ada"])
+    await pages.wait_for_path(f"/chat?agent={made.id}")
+    # The chat opens with the new agent chosen.
+    await pages.wait(lambda: pages.element("agent-picker").value == made.id)
+
+
+def _has_id(pages: Pages, dom_id: str) -> bool:
+    return any(e.props.get("id") == dom_id for e in pages.user.current_layout.descendants())
