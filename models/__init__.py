@@ -7,11 +7,12 @@ the Enclave home.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from models.package_data import package_dir
 
 CATALOG_PATH = Path(__file__).with_name("catalog.toml")
 # Models imported into a home are listed beside their files (plain metadata, no secrets).
@@ -41,10 +42,8 @@ class CatalogEntry:
         kind, _, rest = self.locator.partition(":")
         if kind == "package":
             package, _, name = rest.partition("/")
-            spec = importlib.util.find_spec(package)
-            if spec is None or spec.origin is None:
-                return None
-            return Path(spec.origin).parent / name
+            folder = package_dir(package)
+            return None if folder is None else folder / name
         if kind == "home":
             if home is None:
                 return None

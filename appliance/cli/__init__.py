@@ -12,12 +12,14 @@ from appliance.cli.audit import register as register_audit
 from appliance.cli.common import fail
 from appliance.cli.credits import register as register_credits
 from appliance.cli.data import register as register_data
+from appliance.cli.desktop import register as register_desktop
 from appliance.cli.keys import register as register_keys
 from appliance.cli.knowledge import register as register_knowledge
 from appliance.cli.license import register as register_license
 from appliance.cli.models import register as register_models
 from appliance.cli.sandbox import register as register_sandbox
 from appliance.cli.serve import register as register_serve
+from appliance.cli.service import register as register_service
 from appliance.cli.users import register as register_users
 from appliance.errors import EnclaveError
 from appliance.logs import configure_logging
@@ -61,6 +63,8 @@ register_license(app)
 register_credits(app)
 register_sandbox(app)
 register_knowledge(app)
+register_service(app)
+register_desktop(app)
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ default was decided on SciFact (docs/knowledge.md has the numbers).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.errors import EngineError
+from models.package_data import package_dir
 
 Vectors = npt.NDArray[np.float32]
 
@@ -54,10 +54,10 @@ def _normalise(vectors: Vectors) -> Vectors:
 
 
 def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.origin is None:
+    folder = package_dir(name)  # installed, or collected into the frozen bundle
+    if folder is None:
         raise EmbedderUnavailable(f"The Python package {name!r} is not installed.")
-    return Path(spec.origin).parent
+    return folder
 
 
 class MiniLMEmbedder:

@@ -18,9 +18,6 @@ from typing import Any, Literal
 
 import httpx
 import structlog
-from mcp import ClientSession, StdioServerParameters
-from mcp.client.stdio import stdio_client
-from mcp.client.streamable_http import streamable_http_client
 
 from engine.errors import McpServerFailed
 from engine.tools.base import ToolContext, ToolOutput, ToolSpec
@@ -167,6 +164,12 @@ class McpClient:
 
     @contextlib.asynccontextmanager
     async def _transport(self) -> AsyncIterator[tuple[Any, Any]]:
+        # The MCP SDK is imported on first use: it is a sixth of the appliance's import time,
+        # which every start (and every CLI command) would pay otherwise.
+        from mcp import StdioServerParameters
+        from mcp.client.stdio import stdio_client
+        from mcp.client.streamable_http import streamable_http_client
+
         spec = self.spec
         if spec.transport == "http":
             assert spec.url is not None
@@ -180,6 +183,8 @@ class McpClient:
             yield read, write
 
     async def _hold(self) -> None:
+        from mcp import ClientSession
+
         ready = self._ready
         assert ready is not None
         try:
