@@ -197,6 +197,16 @@ class MigrationFailed(StorageError):
     default_message = "A database migration failed; the database was restored to its prior state."
 
 
+class SchemaTooNew(StorageError):
+    code = "schema_too_new"
+    http_status = 409
+    title = "Database is newer than this version"
+    default_message = (
+        "This home was written by a newer Enclave version; start that version (or a later one). "
+        "Nothing was changed."
+    )
+
+
 class AuditChainBroken(StorageError):
     code = "audit_chain_broken"
     http_status = 500

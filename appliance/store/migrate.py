@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.exc import DatabaseError
 
-from appliance.errors import DatabaseCorrupt, MigrationFailed
+from appliance.errors import DatabaseCorrupt, MigrationFailed, SchemaTooNew
 from appliance.keys.secret import DataKey
 from appliance.store.database import Database
 from appliance.store.files import fsync_dir
@@ -71,6 +71,16 @@ def migrate(
     start, head = current_revision(db), head_revision(script_location)
     if start == head:
         return None
+    unknown = _unknown_revisions(start, script_location)
+    if unknown:
+        # A downgrade is never attempted: an older version started on a newer home stops here,
+        # before the backup and before any change.
+        log.error("migration.refused", from_revision=start, to_revision=head, unknown=unknown)
+        raise SchemaTooNew(
+            f"This home's database is at schema {start}, which this Enclave version "
+            f"(schema {head}) does not know: it was written by a newer version. Start that "
+            "version or a later one; nothing was changed."
+        )
     problems = db.integrity_check()
     if problems != ["ok"]:
         raise DatabaseCorrupt(f"Integrity check failed before migrating: {problems[0]}")
@@ -100,6 +110,15 @@ def migrate(
         raise DatabaseCorrupt(f"Integrity check failed after migrating: {problems[0]}")
     log.info("migration.done", revision=head, backup=str(backup) if backup else None)
     return str(backup) if backup else None
+
+
+def _unknown_revisions(current: str | None, script_location: Path) -> list[str]:
+    """The revisions of ``current`` that the code's migration scripts do not contain."""
+    if current is None:
+        return []
+    scripts = ScriptDirectory.from_config(alembic_config(script_location))
+    known = {rev.revision for rev in scripts.walk_revisions()}
+    return [rev for rev in current.split("+") if rev not in known]
 
 
 def _restore_file(db: Database, backup: Path, target: Path) -> None:

@@ -15,7 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from appliance import Appliance
-from appliance.errors import DatabaseCorrupt, MigrationFailed
+from appliance.errors import DatabaseCorrupt, MigrationFailed, SchemaTooNew
 from appliance.keys.secret import DataKey
 from appliance.knowledge.fts import is_fts_table
 from appliance.store.all_models import Base, Blob, Installation
@@ -216,6 +216,25 @@ def test_successful_migration_adds_a_column_after_a_backup(
         copy.dispose()
     assert migrate(db, dek, backups, script_location=location) is None
     assert len(list(backups.iterdir())) == 1
+
+
+def test_an_older_version_refuses_a_newer_home_and_changes_nothing(
+    db: Database, dek: DataKey, backups: Path, tmp_path: Path
+) -> None:
+    location = with_test_revision(tmp_path, ADD_COLUMN)  # "the newer version"
+    migrate(db, dek, backups, script_location=location)
+    assert db.path is not None
+    before_backups = sorted(backups.iterdir())
+    digest = hashlib.sha256(db.path.read_bytes()).hexdigest()
+
+    with pytest.raises(SchemaTooNew) as refused:  # the code's own scripts: an older version
+        migrate(db, dek, backups)
+
+    assert refused.value.code == "schema_too_new" and refused.value.http_status == 409
+    assert TEST_REVISION in refused.value.message and "newer" in refused.value.message
+    assert current_revision(db) == TEST_REVISION
+    assert sorted(backups.iterdir()) == before_backups  # no backup, no attempt
+    assert hashlib.sha256(db.path.read_bytes()).hexdigest() == digest
 
 
 def test_readiness_reflects_the_schema_revision(appliance: Appliance, tmp_path: Path) -> None:
