@@ -82,6 +82,8 @@ messages: install
 		-i ui/locale/messages.pot -d ui/locale -D enclave
 
 bench: install-test
+	@# bench/auth.py loads the server with wrk (C, cheap) when it is installed.
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q wrk; }
 	$(PY) -m bench.store
 	$(PY) -m bench.killwriter
 	$(PY) -m bench.auth

@@ -20,8 +20,9 @@ class PassphraseBody(BaseModel):
     passphrase: str = Field(min_length=1, max_length=1024)
 
 
-def get_appliance(request: Request) -> Appliance:
-    """The appliance behind this app (set by the composition root)."""
+async def get_appliance(request: Request) -> Appliance:
+    """The appliance behind this app (set by the composition root). Async, so FastAPI does not
+    send this attribute read through the worker-thread pool on every request."""
     appliance: Appliance = request.app.state.appliance
     return appliance
 
