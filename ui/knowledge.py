@@ -139,9 +139,13 @@ class BaseView:
                     "embedded."
                 )
             )
-            uploader = ui.upload(
-                label=_("Documents"), multiple=True, auto_upload=True, on_upload=self.upload
-            ).props('accept="*" id=kb-upload').classes("w-full max-w-xl")
+            uploader = (
+                ui.upload(
+                    label=_("Documents"), multiple=True, auto_upload=True, on_upload=self.upload
+                )
+                .props('accept="*" id=kb-upload')
+                .classes("w-full max-w-xl")
+            )
             name_uploader(uploader, _("Choose documents to upload"))
         subheading(_("Documents"))
         self.documents = ui.column().classes("w-full gap-2").props("id=kb-documents")
