@@ -84,6 +84,9 @@ class Appliance:
         # Loaded models outlive a rekey; runs are rebuilt with the services they use.
         self._hub: ModelHub | None = None
         self._runs: RunService | None = None
+        # The server sets this (create_app): unfinished background jobs resume at unseal. A CLI
+        # command that unseals leaves it off, so it never runs a second ingestion worker.
+        self.resume_jobs_at_unseal = False
 
     # --- state ------------------------------------------------------------------------------
 
@@ -124,9 +127,16 @@ class Appliance:
         if self._db is None or self._dek is None or self._audit_key is None:
             raise Sealed()
         if self._services is None or self._services_key != self._dek.key_id:
+            self._close_services()
             self._services = Services.build(self._db, self._dek, self._audit_key, self.settings)
             self._services_key = self._dek.key_id
         return self._services
+
+    def _close_services(self) -> None:
+        """Stop the services' background work (the daily license check) and drop them."""
+        services, self._services = self._services, None
+        if services is not None:
+            services.close()
 
     def cached_services(self) -> Services | None:
         """The services if built for the current key (no database work), else None: lets the
@@ -298,6 +308,20 @@ class Appliance:
                 self._finish_rotation(vault, pending)
             self.attempts.reset()
             log.info("unseal.ok", method=method)
+        if self.resume_jobs_at_unseal:
+            self.resume_background_jobs()
+
+    def resume_background_jobs(self) -> None:
+        """Resume interrupted knowledge ingestion now, not at the first knowledge request. A
+        failure here leaves the appliance unsealed: it is logged, and the jobs resume at the
+        first knowledge request instead."""
+        # Imported here: the knowledge runtime is built over this module's Appliance.
+        from appliance.knowledge.runtime import resume_pending
+
+        try:
+            resume_pending(self)
+        except Exception:  # unsealing has succeeded; a background part must not undo it
+            log.exception("knowledge.resume_failed")
 
     def unseal_from_settings(self) -> bool:
         """Unattended unseal with ``ENCLAVE_UNSEAL_KEYFILE`` when configured; True if unsealed."""
@@ -309,6 +333,7 @@ class Appliance:
     def seal(self, *, actor: str | None = None, record: bool = True) -> None:
         """Drop the data key and close the database (the appliance answers 503 `sealed`)."""
         with self._lock:
+            self._close_services()  # its background check must not outlive the database
             if self._db is not None:
                 if record and self._audit_key is not None:
                     try:
@@ -325,7 +350,6 @@ class Appliance:
             self._db = None
             self._blobs = None
             self._dek = None
-            self._services = None
             self._audit_key = None
             log.info("appliance.sealed")
 
@@ -434,7 +458,7 @@ class Appliance:
             log.info("blobs.partial_removed", count=removed)
         self._audit_key = inst.audit_key or ensure_audit_key(db)
         self._dek, self._db, self._blobs = dek, db, blobs
-        self._services = None
+        self._close_services()
 
     def _finish_rotation(self, vault: Vault, new: DataKey) -> None:
         new_blob_id = key_id_for(_blob_key(new))

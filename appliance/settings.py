@@ -48,6 +48,12 @@ class EnclaveSettings(BaseSettings):
     session_absolute_hours: int = Field(
         336, ge=1, description="A sign-in session ends this long after sign-in, used or not."
     )
+    auth_cache_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description="How long a verified credential is reused without a database read (0: off).",
+    )
     rate_limit_api_per_minute: int = Field(
         600, ge=1, description="API requests per minute per client address and per credential."
     )

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from sqlalchemy import select
 
 from appliance.errors import EnclaveError
 from appliance.knowledge.errors import EmbedderMissing, ScannerDown
+from appliance.knowledge.models import KnowledgeJob
 from appliance.knowledge.search import KnowledgeSearcher
 from appliance.knowledge.service import KnowledgeService
 from appliance.knowledge.vectors import VectorStore
@@ -133,6 +135,22 @@ def knowledge_runtime(appliance: Appliance) -> KnowledgeRuntime:
         _runtimes[id(appliance)] = runtime
         log.info("knowledge.runtime_started")
         return runtime
+
+
+def resume_pending(appliance: Appliance) -> bool:
+    """At unseal: start the runtime (and its worker) when ingestion or embedding is unfinished,
+    so interrupted jobs resume at once rather than at the first knowledge request. True when
+    it started one. Cheap when there is nothing to do: one indexed query, no Chroma."""
+    # Unembedded chunks always belong to a running job (ingest or re-embed): jobs suffice.
+    with appliance.db.read() as session:
+        pending = session.scalar(
+            select(KnowledgeJob.id).where(KnowledgeJob.state.in_(("queued", "running"))).limit(1)
+        )
+    if pending is None:
+        return False
+    knowledge_runtime(appliance)
+    log.info("knowledge.resumed_at_unseal")
+    return True
 
 
 def close_runtime(appliance: Appliance) -> None:

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from appliance.errors import EnclaveError
-from appliance.lifecycle import Appliance
+from appliance.lifecycle import Appliance, State
 from appliance.version import __version__
 from appliance.web import routes_admin as admin_routes
 from appliance.web import routes_agents as agent_routes
@@ -59,6 +59,8 @@ def create_app(appliance: Appliance, with_ui: bool = True) -> FastAPI:
         except EnclaveError as exc:
             # Stay up, sealed, and say why: an operator can still unseal by passphrase.
             log.error("server.auto_unseal_failed", code=exc.code, reason=exc.message)
+        if appliance.state is State.UNSEALED:  # unsealed before the app (serve --passphrase-file)
+            await run_in_threadpool(appliance.resume_background_jobs)
         yield
         appliance.seal()
 
@@ -71,6 +73,7 @@ def create_app(appliance: Appliance, with_ui: bool = True) -> FastAPI:
         redoc_url=None,
     )
     app.state.appliance = appliance
+    appliance.resume_jobs_at_unseal = True  # interrupted ingestion resumes at every unseal
     install_problem_handlers(app)
     app.include_router(system_router)
     for router in (

@@ -14,7 +14,10 @@ from fastapi.concurrency import run_in_threadpool as call
 
 from appliance.identity.models import Role
 from appliance.knowledge import KnowledgeRuntime, SearchFilters, knowledge_runtime
+from appliance.knowledge.sharing import share_base, unshare_base
+from appliance.licensing.features import KNOWLEDGE
 from appliance.web.auth import Admin, Principal, authorize
+from appliance.web.entitlements import entitled
 from appliance.web.knowledge_schemas import (
     BaseCreate,
     BaseOut,
@@ -29,9 +32,11 @@ from appliance.web.knowledge_schemas import (
 )
 from appliance.web.multipart_stream import StreamedFilePart, boundary_of
 
-bases = APIRouter(prefix="/api/v1/knowledge-bases", tags=["knowledge"])
-jobs = APIRouter(prefix="/api/v1/jobs", tags=["knowledge"])
-admin = APIRouter(prefix="/api/v1/knowledge", tags=["knowledge"])
+# Without the `knowledge` entitlement (a downgrade) every change is refused; reads go on.
+_ENTITLED = [Depends(entitled(KNOWLEDGE))]
+bases = APIRouter(prefix="/api/v1/knowledge-bases", tags=["knowledge"], dependencies=_ENTITLED)
+jobs = APIRouter(prefix="/api/v1/jobs", tags=["knowledge"], dependencies=_ENTITLED)
+admin = APIRouter(prefix="/api/v1/knowledge", tags=["knowledge"], dependencies=_ENTITLED)
 
 # Auditors read the audit log, never content.
 USERS = (Role.ADMIN, Role.BUILDER, Role.MEMBER)
@@ -85,15 +90,32 @@ async def delete_base(kb_id: str, principal: Writer, rt: Runtime) -> Response:
 
 @bases.post("/{kb_id}/grants", status_code=204)
 async def grant(kb_id: str, body: GrantBody, principal: Writer, rt: Runtime) -> Response:
-    """Share the base with a user or group at ``use`` or ``edit`` (needs ``edit``)."""
-    await call(rt.service.get_base, principal.user, kb_id, "edit")
+    """Share the base with a user or group at ``use`` or ``edit`` (needs ``edit``; audited)."""
     await call(
-        rt.service.acl.grant,
-        "knowledge_base",
-        kb_id,
-        body.level,
-        user_id=body.user_id,
-        group_id=body.group_id,
+        lambda: share_base(
+            rt.service,
+            principal.user,
+            kb_id,
+            body.level,
+            user_id=body.user_id,
+            group_id=body.group_id,
+        )
+    )
+    return Response(status_code=204)
+
+
+@bases.delete("/{kb_id}/grants", status_code=204)
+async def revoke(
+    kb_id: str,
+    principal: Writer,
+    rt: Runtime,
+    user_id: int | None = Query(None, description="Revoke this user's grant."),
+    group_id: int | None = Query(None, description="Revoke this group's grant."),
+) -> Response:
+    """Revoke the grant to ``?user_id=`` or ``?group_id=`` (needs ``edit``; audited). The
+    grantee's next search of the base is a 404. Revoking a grant that does not exist is 204."""
+    await call(
+        lambda: unshare_base(rt.service, principal.user, kb_id, user_id=user_id, group_id=group_id)
     )
     return Response(status_code=204)
 
