@@ -9,6 +9,7 @@ import pytest
 
 from appliance import Appliance
 from appliance.identity.models import User
+from appliance.knowledge.runtime import build_runtime
 from tests.e2e.conftest import screenshot
 from tests.ui.site import Site, definition, sign_in, start_site
 
@@ -43,7 +44,12 @@ def seed(appliance: Appliance, people: dict[str, User]) -> dict[str, Any]:
         conv["id"],
         [{"role": "user", "content": "Show me"}, {"role": "assistant", "content": answer}],
     )
-    return {"agent": agent, "conversation": conv["id"]}
+    runtime = build_runtime(appliance, start_worker=False)
+    try:
+        kb = runtime.service.create_base(people["ada"], "Handbook").id
+    finally:
+        runtime.close()
+    return {"agent": agent, "conversation": conv["id"], "kb": kb}
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +77,11 @@ def test_every_page_passes_axe(browser: Any, site: Site) -> None:
     page.get_by_label("User name").wait_for()
     found["/login"] = serious(page)
     sign_in(page, site, "ada")
-    seeded = [f"/agents/{site.seeded['agent']}", f"/chat/{site.seeded['conversation']}"]
+    seeded = [
+        f"/agents/{site.seeded['agent']}",
+        f"/chat/{site.seeded['conversation']}",
+        f"/knowledge/{site.seeded['kb']}",  # the uploader, the document list, the search box
+    ]
     for path in (*PAGES, *seeded):
         page.goto(f"{site.url}{path}")
         page.get_by_role("heading", level=1).first.wait_for()
