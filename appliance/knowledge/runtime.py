@@ -46,8 +46,9 @@ class KnowledgeRuntime:
     worker: IngestWorker
 
     def close(self) -> None:
-        """Stop the worker (its jobs resume at the next start)."""
+        """Stop the worker (its jobs resume at the next start) and the search threads."""
         self.worker.stop()
+        self.searcher.close()
 
 
 def scanners_for(settings: EnclaveSettings) -> list[Scanner]:

@@ -4,8 +4,10 @@ document and tag filters, citations on every hit, and a search log for analytics
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -65,6 +67,24 @@ class KnowledgeSearcher:
         # embedder_for(embedder_id) -> Embedder, loaded once per process.
         self.embedder_for = embedder_for
         self.weights = (bm25_weight, dense_weight)
+        # Hybrid search runs its dense half here while the calling thread runs BM25: both spend
+        # their time outside the GIL (SQLite's FTS5, the embedder, Chroma's index), so on two
+        # cores the two retrievals overlap. Made on first use, shut down by close().
+        self._dense_pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Stop the dense-retrieval threads (a later hybrid search makes new ones)."""
+        with self._pool_lock:
+            pool, self._dense_pool = self._dense_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._dense_pool is None:
+                self._dense_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kb-dense")
+            return self._dense_pool
 
     def _allowed(self, user: User, kb_ids: Sequence[str] | None) -> list[KnowledgeBase]:
         usable = self.service.usable_base_ids(user)
@@ -123,10 +143,20 @@ class KnowledgeSearcher:
             depth = max(depth, 500)
         bm25: list[tuple[int, float]] = []
         dense: list[tuple[int, float]] = []
+        pending = (
+            self._pool().submit(self._dense, bases, query, depth) if mode == "hybrid" else None
+        )
         if mode in ("bm25", "hybrid"):
-            with self.service.db.read() as session:
-                bm25 = fts.search(session, query, [b.id for b in bases], depth)
-        if mode in ("dense", "hybrid"):
+            try:
+                with self.service.db.read() as session:
+                    bm25 = fts.search(session, query, [b.id for b in bases], depth)
+            except BaseException:
+                if pending is not None:
+                    wait([pending])  # never leave it running past this search
+                raise
+        if pending is not None:
+            dense = pending.result()
+        if mode == "dense":
             dense = self._dense(bases, query, depth)
         if filters.active:
             bm25, dense = self._filter(bm25, filters), self._filter(dense, filters)
