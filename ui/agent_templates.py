@@ -7,7 +7,13 @@ summary is missing here.
 
 from __future__ import annotations
 
-from ui.i18n import N_
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nicegui import ui
+
+from appliance.agents.templates import list_templates
+from ui.i18n import N_, _
 
 CARD_TEXTS = (
     N_("Document Q&A"),
@@ -22,4 +28,18 @@ CARD_TEXTS = (
     N_("First-line IT support that walks users through common fixes."),
 )
 
-__all__ = ["CARD_TEXTS"]
+
+def template_cards(pick: Callable[[str], Awaitable[Any]]) -> None:
+    """One card per starter template (name, summary, a "Use" button calling ``pick(id)``)."""
+    for template in list_templates():
+        title, summary = _(str(template["name"])), _(str(template["summary"]))
+        with ui.card().classes("w-64 template-card"):
+            ui.label(title).classes("text-bold")
+            ui.label(summary).classes("text-body2")
+            ui.button(
+                _("Use {template}").format(template=title),
+                on_click=lambda t=template: pick(str(t["id"])),
+            ).props("outline no-caps")
+
+
+__all__ = ["CARD_TEXTS", "template_cards"]

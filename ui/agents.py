@@ -12,13 +12,14 @@ from fastapi import Request
 from nicegui import ui
 
 from appliance import Appliance, EnclaveError
-from appliance.agents.templates import list_templates, template_document
+from appliance.agents.templates import template_document
 from appliance.identity.models import User
 from appliance.knowledge.runtime import knowledge_runtime
 from appliance.model_files import catalog_for
 from ui.access import BUILDER_ROLES, viewer
 from ui.agent_detail import add_agent_detail_page
 from ui.agent_form import SEP, AgentForm, Choices
+from ui.agent_templates import template_cards
 from ui.frame import error_line, frame, heading, subheading
 from ui.i18n import _
 from ui.offload import in_thread
@@ -86,16 +87,8 @@ def add_agent_pages(appliance: Appliance) -> None:
                         ).classes("text-caption")
             subheading(_("Start from a template"))
             with ui.row().classes("w-full gap-4"):
-                for template in list_templates():
-                    # Their texts are marked for translation in ui/agent_templates.py.
-                    title, summary = _(str(template["name"])), _(str(template["summary"]))
-                    with ui.card().classes("w-64 template-card"):
-                        ui.label(title).classes("text-bold")
-                        ui.label(summary).classes("text-body2")
-                        ui.button(
-                            _("Use {template}").format(template=title),
-                            on_click=lambda t=template: from_template(t["id"]),
-                        ).props("outline no-caps")
+                # from_template is defined below; the cards call it when clicked.
+                template_cards(lambda template_id: from_template(template_id))
 
         async def from_template(template_id: str) -> None:
             error.text = ""

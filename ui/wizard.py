@@ -14,10 +14,11 @@ from nicegui.elements.mixins.text_element import TextElement
 from nicegui.events import GenericEventArguments
 
 from appliance import Appliance, EnclaveError
-from appliance.agents.templates import list_templates, template_document
+from appliance.agents.templates import template_document
 from appliance.licensing.document import MAX_FILE_BYTES
 from appliance.model_check import check_default_model
 from ui.access import ADMIN_ROLES, Viewer, viewer
+from ui.agent_templates import template_cards
 from ui.frame import error_line, frame, heading, subheading
 from ui.i18n import N_, _, aria_label
 from ui.offload import in_thread
@@ -238,16 +239,7 @@ def add_wizard_pages(appliance: Appliance) -> None:
                 ui.navigate.to(f"/chat?agent={made.id}")
 
             with ui.row().classes("w-full gap-4").props("id=wizard-templates"):
-                for template in list_templates():
-                    # Their texts are marked for translation in ui/agent_templates.py.
-                    title, summary = _(str(template["name"])), _(str(template["summary"]))
-                    with ui.card().classes("w-64 template-card"):
-                        ui.label(title).classes("text-bold")
-                        ui.label(summary).classes("text-body2")
-                        ui.button(
-                            _("Use {name}").format(name=title),
-                            on_click=lambda t=template: create(t["id"]),
-                        ).props("outline no-caps")
+                template_cards(create)
             ui.link(_("Skip: go to the start page"), "/").props("id=wizard-skip")
 
 

@@ -21,6 +21,7 @@ from appliance.errors import (
     StorageError,
 )
 from appliance.lifecycle import Appliance
+from appliance.logs import configure_logging
 from appliance.settings import EnclaveSettings
 
 HomeOpt = Annotated[
@@ -71,6 +72,29 @@ def locked_appliance(home: Path | None, create: bool = False) -> Iterator[Applia
         yield appliance
     finally:
         appliance.seal(actor="cli")
+        appliance.home.unlock()
+
+
+@contextmanager
+def serving_appliance(
+    settings: EnclaveSettings, passphrase_file: Path | None
+) -> Iterator[Appliance]:
+    """The appliance a server process runs (``run``, ``desktop``): its home created, logging to
+    the home's rotated logs, the home lock held, unsealed from ``passphrase_file`` when given
+    (else it waits sealed for the UI, the API or the key file). Sealed and unlocked on the way
+    out, whatever happened."""
+    appliance = Appliance(settings)
+    appliance.home.ensure()
+    configure_logging(
+        settings.log_level, appliance.home.logs_dir, settings.log_max_bytes, settings.log_backups
+    )
+    appliance.home.lock()
+    try:
+        if passphrase_file is not None:
+            appliance.unseal(read_passphrase(passphrase_file))
+        yield appliance
+    finally:
+        appliance.seal()
         appliance.home.unlock()
 
 

@@ -19,13 +19,11 @@ import uvicorn
 from appliance.cli.common import (
     HomeOpt,
     PassphraseFileOpt,
-    read_passphrase,
     reporting,
+    serving_appliance,
     settings_for,
 )
 from appliance.errors import EnclaveError, InvalidRequest
-from appliance.lifecycle import Appliance
-from appliance.logs import configure_logging
 from appliance.web import create_app
 
 LOOPBACK = "127.0.0.1"
@@ -96,18 +94,7 @@ def register(app: typer.Typer) -> None:
         with reporting():
             webview = _load_webview()
             settings = settings_for(home, host=LOOPBACK, port=port or free_port())
-            appliance = Appliance(settings)
-            appliance.home.ensure()
-            configure_logging(
-                settings.log_level,
-                appliance.home.logs_dir,
-                settings.log_max_bytes,
-                settings.log_backups,
-            )
-            appliance.home.lock()
-            try:
-                if passphrase_file is not None:
-                    appliance.unseal(read_passphrase(passphrase_file))
+            with serving_appliance(settings, passphrase_file) as appliance:
                 server, thread = start_server(create_app(appliance), settings.port)
                 try:
                     window = webview.create_window(
@@ -119,9 +106,6 @@ def register(app: typer.Typer) -> None:
                 finally:
                     server.should_exit = True
                     thread.join(timeout=30)
-            finally:
-                appliance.seal()
-                appliance.home.unlock()
 
 
 def _report_and_close(window: Any) -> None:

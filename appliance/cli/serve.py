@@ -10,12 +10,10 @@ import uvicorn
 from appliance.cli.common import (
     HomeOpt,
     PassphraseFileOpt,
-    read_passphrase,
     reporting,
+    serving_appliance,
     settings_for,
 )
-from appliance.lifecycle import Appliance
-from appliance.logs import configure_logging
 from appliance.web import create_app
 
 
@@ -34,27 +32,12 @@ def register(app: typer.Typer) -> None:
         """Start the appliance; it stays sealed until unsealed (passphrase file, key file, or UI)."""
         with reporting():
             settings = settings_for(home, host=host, port=port)
-            appliance = Appliance(settings)
-            appliance.home.ensure()
-            configure_logging(
-                settings.log_level,
-                appliance.home.logs_dir,
-                settings.log_max_bytes,
-                settings.log_backups,
-            )
-            appliance.home.lock()
-            try:
-                if passphrase_file is not None:
-                    appliance.unseal(read_passphrase(passphrase_file))
-                web = create_app(appliance)
+            with serving_appliance(settings, passphrase_file) as appliance:
                 uvicorn.run(
-                    web,
+                    create_app(appliance),
                     host=settings.host,
                     port=settings.port,
                     log_config=None,
                     access_log=False,
                     server_header=False,
                 )
-            finally:
-                appliance.seal()
-                appliance.home.unlock()
