@@ -190,6 +190,10 @@ class Database:
         """``PRAGMA integrity_check`` rows; ``["ok"]`` when healthy (PostgreSQL: always ok)."""
         if not self.is_sqlite:
             return ["ok"]
+        # On a connection that was open while another connection wrote an FTS5 table, SQLite's
+        # FTS5 check reports a false "checksum mismatch": check on a fresh connection (the
+        # reader pool is rebuilt; connections in use are closed when they come back).
+        self.reader.dispose()
         try:
             with self.reader.connect() as conn:
                 return [row[0] for row in conn.exec_driver_sql("PRAGMA integrity_check")]

@@ -237,6 +237,24 @@ def test_an_older_version_refuses_a_newer_home_and_changes_nothing(
     assert hashlib.sha256(db.path.read_bytes()).hexdigest() == digest
 
 
+def test_integrity_check_is_not_fooled_by_a_write_to_the_fts_table(appliance: Appliance) -> None:
+    """A pooled reader that checked the FTS5 table before another connection wrote it used to
+    report "fts5: checksum mismatch" for a healthy file (an FTS query would have refreshed it;
+    the check itself does not); the check now runs on a fresh connection."""
+    from appliance.knowledge import fts
+
+    db = appliance.db
+    assert db.integrity_check() == ["ok"]
+    with db.write() as session:
+        fts.insert(session, [(i, "kb1", f"alpha beta {i}") for i in range(1, 300)])
+    assert db.integrity_check() == ["ok"]
+    with db.write() as session:
+        fts.insert(session, [(i, "kb2", f"gamma {i}") for i in range(300, 400)])
+    assert db.integrity_check() == ["ok"]
+    with db.read() as session:
+        assert len(fts.search(session, "alpha", ["kb1"], 10)) == 10
+
+
 def test_readiness_reflects_the_schema_revision(appliance: Appliance, tmp_path: Path) -> None:
     assert appliance.readiness()["ready"] is True
     location = with_test_revision(tmp_path, ADD_COLUMN)
