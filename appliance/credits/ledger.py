@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import String, select, text, type_coerce
+from sqlalchemy import String, bindparam, insert, select, text, type_coerce
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from appliance.credits.models import CreditLedgerEntry
@@ -104,9 +105,12 @@ TAIL_SQL = (
     "ORDER BY id DESC LIMIT 1"
 )
 COLUMNS = (*HASHED, "entry_hash")
-# Built from the column names above (constants); every value is bound.
-INSERT_SQL = "INSERT INTO credit_ledger ({}) VALUES ({})".format(  # noqa: S608
-    ", ".join(COLUMNS), ", ".join(":" + name for name in COLUMNS)
+# SQLAlchemy compiles it once from the mapped table, with ``:name`` parameters (what both
+# :class:`Tx` kinds take); every value is bound.
+INSERT_SQL = str(
+    insert(CreditLedgerEntry)
+    .values({name: bindparam(name) for name in COLUMNS})
+    .compile(dialect=sqlite.dialect(paramstyle="named"))
 )
 
 
