@@ -163,14 +163,16 @@ class Database:
             self._unit.raw = True
             try:
                 driver = raw.driver_connection
-                cur = driver.cursor()  # type: ignore[union-attr]
+                if driver is None:  # the pool invalidated it (e.g. after a driver error)
+                    raise StorageError("The database connection was lost; try again.")
+                cur = driver.cursor()
                 try:
                     cur.execute("BEGIN IMMEDIATE")
                     try:
                         yield cur
                         cur.execute("COMMIT")
                     except BaseException:
-                        if driver.in_transaction:  # type: ignore[union-attr]
+                        if driver.in_transaction:
                             cur.execute("ROLLBACK")
                         raise
                 finally:
