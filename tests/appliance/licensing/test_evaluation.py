@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,6 @@ from appliance.licensing.models import LicenseRecord
 from appliance.licensing.service import LicenseService, LicenseState
 from appliance.web import create_app
 from tests.appliance.licensing.license_world import (
-    licensed_settings,
-    make_issuer,
     open_appliance,
     vendor_tool,
 )
@@ -37,18 +34,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture
-def issuer(tmp_path: Path) -> Any:
-    return make_issuer(tmp_path / "vendor")
-
-
-@pytest.fixture
-def appliance(home_dir: Path, issuer: Any) -> Iterator[Appliance]:
-    app = open_appliance(licensed_settings(home_dir, issuer))
-    yield app
-    app.seal()
 
 
 START = datetime.now(UTC).replace(microsecond=0)

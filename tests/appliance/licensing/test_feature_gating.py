@@ -5,8 +5,6 @@ exists stays listed and readable, every change is refused with 403 ``feature_not
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +13,6 @@ import pytest
 from appliance import Appliance
 from appliance.licensing.features import FEATURES, KNOWLEDGE, MCP, REMOTE_PROVIDERS
 from appliance.web import create_app
-from tests.appliance.licensing.license_world import licensed_settings, make_issuer, open_appliance
 
 # feature → (collection path, body that creates one item)
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -34,18 +31,6 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
 }
-
-
-@pytest.fixture
-def issuer(tmp_path: Path) -> Any:
-    return make_issuer(tmp_path / "vendor")
-
-
-@pytest.fixture
-def appliance(home_dir: Path, issuer: Any) -> Iterator[Appliance]:
-    app = open_appliance(licensed_settings(home_dir, issuer))
-    yield app
-    app.seal()
 
 
 def test_every_feature_has_a_case() -> None:

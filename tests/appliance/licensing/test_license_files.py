@@ -27,19 +27,7 @@ from appliance.licensing.errors import (
 )
 from appliance.licensing.keys import load_vendor_keys
 from appliance.licensing.service import LicenseState
-from tests.appliance.licensing.license_world import licensed_settings, make_issuer, open_appliance
-
-
-@pytest.fixture
-def issuer(tmp_path: Path) -> Any:
-    return make_issuer(tmp_path / "vendor")
-
-
-@pytest.fixture
-def appliance(home_dir: Path, issuer: Any) -> Iterator[Appliance]:
-    app = open_appliance(licensed_settings(home_dir, issuer))
-    yield app
-    app.seal()
+from tests.appliance.licensing.license_world import make_issuer
 
 
 def _licensing(appliance: Appliance) -> Any:

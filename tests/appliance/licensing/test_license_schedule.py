@@ -22,7 +22,7 @@ from appliance.errors import StorageError
 from appliance.identity.users import UserService
 from appliance.licensing.schedule import DailyCheck
 from appliance.licensing.service import LicenseState
-from tests.appliance.licensing.license_world import licensed_settings, make_issuer, open_appliance
+from tests.appliance.licensing.license_world import licensed_settings, open_appliance
 
 POLL = 0.02
 
@@ -40,11 +40,6 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the schedule did not run in time"
         time.sleep(POLL)
-
-
-@pytest.fixture
-def issuer(tmp_path: Path) -> Any:
-    return make_issuer(tmp_path / "vendor")
 
 
 @pytest.fixture

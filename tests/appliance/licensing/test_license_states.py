@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,20 +20,8 @@ from appliance.licensing.keys import load_vendor_keys
 from appliance.licensing.service import LicenseService, LicenseState
 from appliance.web import create_app
 from engine.hooks import HookDenied, ModelCall
-from tests.appliance.licensing.license_world import licensed_settings, make_issuer, open_appliance
+from tests.appliance.licensing.license_world import licensed_settings, open_appliance
 from tests.conftest import run_cli
-
-
-@pytest.fixture
-def issuer(tmp_path: Path) -> Any:
-    return make_issuer(tmp_path / "vendor")
-
-
-@pytest.fixture
-def appliance(home_dir: Path, issuer: Any) -> Iterator[Appliance]:
-    app = open_appliance(licensed_settings(home_dir, issuer))
-    yield app
-    app.seal()
 
 
 class Clock:
