@@ -4,6 +4,9 @@ revoked user's next search of the base is a 404, like any base they may not use.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy.orm import Session
 
 from appliance.errors import InvalidRequest, NotFound
@@ -24,6 +27,31 @@ def _grantee_exists(session: Session, user_id: int | None, group_id: int | None)
         raise NotFound("There is no such group.")
 
 
+@contextmanager
+def _audited(
+    service: KnowledgeService,
+    user: User,
+    kb_id: str,
+    user_id: int | None,
+    group_id: int | None,
+    verb: str,
+    **details: object,
+) -> Iterator[Session]:
+    """Check ``edit`` on the base and one grantee, then run the change and its audit entry in
+    one write transaction."""
+    service.get_base(user, kb_id, Level.EDIT)
+    _one_grantee(user_id, group_id)
+    with service.db.write() as session:
+        yield session
+        service.audit.append(
+            session,
+            action=f"knowledge_base.{verb}",
+            actor=f"user:{user.id}",
+            target=f"knowledge_base:{kb_id}",
+            details={**details, "user_id": user_id, "group_id": group_id},
+        )
+
+
 def share_base(
     service: KnowledgeService,
     user: User,
@@ -34,18 +62,9 @@ def share_base(
     group_id: int | None = None,
 ) -> None:
     """Grant ``level`` on the base to one user or group (replacing an earlier grant)."""
-    service.get_base(user, kb_id, Level.EDIT)
-    _one_grantee(user_id, group_id)
-    with service.db.write() as session:
+    with _audited(service, user, kb_id, user_id, group_id, "share", level=level) as session:
         _grantee_exists(session, user_id, group_id)
         service.acl.grant(KIND, kb_id, level, user_id=user_id, group_id=group_id)
-        service.audit.append(
-            session,
-            action="knowledge_base.share",
-            actor=f"user:{user.id}",
-            target=f"knowledge_base:{kb_id}",
-            details={"level": level, "user_id": user_id, "group_id": group_id},
-        )
 
 
 def unshare_base(
@@ -57,14 +76,5 @@ def unshare_base(
     group_id: int | None = None,
 ) -> None:
     """Revoke the grant to one user or group (nothing to revoke is not an error)."""
-    service.get_base(user, kb_id, Level.EDIT)
-    _one_grantee(user_id, group_id)
-    with service.db.write() as session:
+    with _audited(service, user, kb_id, user_id, group_id, "unshare"):
         service.acl.revoke(KIND, kb_id, user_id=user_id, group_id=group_id)
-        service.audit.append(
-            session,
-            action="knowledge_base.unshare",
-            actor=f"user:{user.id}",
-            target=f"knowledge_base:{kb_id}",
-            details={"user_id": user_id, "group_id": group_id},
-        )
