@@ -11,27 +11,9 @@ from appliance import Appliance
 from appliance.identity.models import User
 from appliance.knowledge.runtime import build_runtime
 from tests.e2e.conftest import screenshot
-from tests.ui.site import Site, definition, sign_in, start_site
+from tests.ui.site import PAGES, Site, definition, sign_in, start_site
 
 pytestmark = pytest.mark.browser
-PAGES = (
-    "/",
-    "/chat",
-    "/agents",
-    "/agents/new",
-    "/knowledge",
-    "/account",
-    "/admin",
-    "/admin/users",
-    "/admin/keys",
-    "/admin/audit",
-    "/admin/models",
-    "/admin/credits",
-    "/admin/health",
-    "/setup/license",
-    "/setup/model",
-    "/setup/agent",
-)
 
 
 def seed(appliance: Appliance, people: dict[str, User]) -> dict[str, Any]:

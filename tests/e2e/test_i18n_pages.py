@@ -28,28 +28,10 @@ from babel.messages.pofile import read_po
 from appliance import Appliance
 from appliance.identity.models import User
 from tests.e2e.conftest import screenshot
-from tests.ui.site import PASSWORD, Site, definition, start_site
+from tests.ui.site import PAGES, PASSWORD, Site, definition, start_site
 from ui.i18n import LOCALE_DIR
 
 pytestmark = pytest.mark.browser
-PAGES = (
-    "/",
-    "/chat",
-    "/agents",
-    "/agents/new",
-    "/knowledge",
-    "/account",
-    "/admin",
-    "/admin/users",
-    "/admin/keys",
-    "/admin/audit",
-    "/admin/models",
-    "/admin/credits",
-    "/admin/health",
-    "/setup/license",
-    "/setup/model",
-    "/setup/agent",
-)
 SEEDED_NAMES = {"ada", "bea", "max", "aud", "Helper", "Accessible answers", "Handbook", "team"}
 SEEDED_NAMES |= {"build server", "chat"}
 

@@ -13,7 +13,7 @@ import pytest
 from appliance import Appliance
 from appliance.identity.models import User
 from tests.e2e.conftest import screenshot
-from tests.ui.site import Site, definition, sign_in, start_site
+from tests.ui.site import ADMIN_PAGES, Site, definition, sign_in, start_site
 
 pytestmark = pytest.mark.browser
 WIDTH, HEIGHT = 640, 360  # 1280×720 at 200 %
@@ -126,18 +126,7 @@ def test_chat_at_200_percent(page: Any, site: Site, which: str) -> None:
     reachable(page, page.get_by_label("Search conversations"))
 
 
-ADMIN = (
-    "/admin",
-    "/admin/users",
-    "/admin/keys",
-    "/admin/audit",
-    "/admin/models",
-    "/admin/credits",
-    "/admin/health",
-)
-
-
-@pytest.mark.parametrize("path", ADMIN)
+@pytest.mark.parametrize("path", ADMIN_PAGES)
 def test_admin_pages_at_200_percent(page: Any, site: Site, path: str) -> None:
     page.goto(f"{site.url}{path}")
     page.get_by_role("heading", level=1).wait_for()

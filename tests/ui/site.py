@@ -28,6 +28,28 @@ PEOPLE = {
     "aud": Role.AUDITOR,
 }
 MODEL = {"provider": "local", "model": load_catalog().default}
+# Every admin page, and every page of the UI (for checks that walk them all).
+ADMIN_PAGES = (
+    "/admin",
+    "/admin/users",
+    "/admin/keys",
+    "/admin/audit",
+    "/admin/models",
+    "/admin/credits",
+    "/admin/health",
+)
+PAGES = (
+    "/",
+    "/chat",
+    "/agents",
+    "/agents/new",
+    "/knowledge",
+    "/account",
+    *ADMIN_PAGES,
+    "/setup/license",
+    "/setup/model",
+    "/setup/agent",
+)
 
 
 def definition(name: str, max_tokens: int = 12, **extra: Any) -> dict[str, Any]:
