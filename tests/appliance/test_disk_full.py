@@ -5,11 +5,7 @@ Filling it must give the specific ``disk_full`` error and lose nothing already s
 
 from __future__ import annotations
 
-import errno
-import os
 import secrets
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,25 +14,8 @@ from sqlalchemy import select
 from appliance import Appliance
 from appliance.errors import DiskFull
 from appliance.store.schema import Blob
+from tests.appliance.full_disk import fill_disk
 from tests.conftest import PASSPHRASE, make_settings
-
-
-@pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"the disk-full tests mount a tmpfs and need root: {result.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def test_full_disk_gives_disk_full_and_keeps_what_was_stored(tiny_disk: Path) -> None:
@@ -62,15 +41,7 @@ def test_full_disk_gives_disk_full_and_keeps_what_was_stored(tiny_disk: Path) ->
 def test_database_write_on_full_disk_is_disk_full_and_rolls_back(tiny_disk: Path) -> None:
     appliance = Appliance(make_settings(tiny_disk / "home"))
     appliance.initialise(PASSPHRASE)
-    filler = tiny_disk / "filler"
-    with filler.open("wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    filler = fill_disk(tiny_disk)
     with pytest.raises(DiskFull):
         for n in range(2000):
             appliance.db.run_write(

@@ -3,8 +3,6 @@ ledger still verifies and balances (the home lives on a tiny tmpfs, as in test_d
 
 from __future__ import annotations
 
-import errno
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +11,8 @@ from sqlalchemy import func, select
 
 from appliance.credits.models import CreditLedgerEntry, CreditReservation
 from appliance.errors import DiskFull
+from tests.appliance.full_disk import fill_disk
 from tests.appliance.licensing.license_world import licensed_settings, make_issuer, open_appliance
-from tests.appliance.test_disk_full import tiny_disk  # noqa: F401 (the fixture)
 
 
 @pytest.fixture
@@ -22,7 +20,7 @@ def issuer(tmp_path: Path) -> Any:
     return make_issuer(tmp_path / "vendor")
 
 
-def test_reservations_on_a_full_disk_fail_whole(tiny_disk: Path, issuer: Any) -> None:  # noqa: F811
+def test_reservations_on_a_full_disk_fail_whole(tiny_disk: Path, issuer: Any) -> None:
     app = open_appliance(licensed_settings(tiny_disk / "home", issuer))
     metering = app.services.metering
     metering.license.import_license(issuer.issue_license(customer="ACME", credits_once="1000")[1])
@@ -38,15 +36,7 @@ def test_reservations_on_a_full_disk_fail_whole(tiny_disk: Path, issuer: Any) ->
     for _ in range(20):  # some before the disk fills
         amount = reserve()
     granted = 20
-    filler = tiny_disk / "filler"
-    with filler.open("wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    filler = fill_disk(tiny_disk)
     with pytest.raises(DiskFull):
         for _ in range(5000):
             reserve()
