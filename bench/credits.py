@@ -11,9 +11,12 @@ On a temporary SQLCipher home with a test vendor key and a licensed balance it m
 * the CPU time each pair costs this process (``time.process_time``), and so the pairs per
   CPU-second: on a shared machine the wall-clock rate is mostly how much CPU the others leave,
   the CPU cost is what the code itself needs;
+* the pages a reserve and a settle each write (WAL frames, counted with checkpoints held off):
+  SQLCipher encrypts and signs every one, so they are most of what a pair costs;
 * baselines in the same run: write transactions/s changing one row (one page), on the raw path
-  and through a Session — a pair is two write transactions of ~13 pages each (ledger rows,
-  reservation row and their indexes), so half the raw rate is a loose ceiling;
+  and through a Session — a pair is two write transactions of several pages each (ledger entry,
+  reservation row, the partial indexes they fall in, ``sqlite_sequence``), so half the raw rate
+  is a loose ceiling;
 * the overhead the credit hook adds to one engine step: ``before_model_call`` +
   ``after_model_call`` (with usage) on the event loop, p50/p95 in ms (goal ≤ 1 ms at p50),
   against the neutral :class:`engine.hooks.Hooks` measured in the same run (the baseline).
@@ -132,6 +135,44 @@ def pairs_per_second(app: Appliance, pairs: int, threads: int) -> tuple[float, f
     return pairs / (time.perf_counter() - start), (time.process_time() - cpu) / pairs
 
 
+def frames_per_call(app: Appliance, home: Path, pairs: int = 200) -> tuple[float, float]:
+    """(WAL frames per reserve, per settle): the pages each transaction writes, measured by the
+    WAL's growth with automatic checkpoints held off (each frame is a page plus a 24-byte
+    header; the file starts with a 32-byte header after a truncating checkpoint)."""
+    meter = app.services.metering.meter
+    wal = home / "enclave.db-wal"
+
+    def pragma(sql: str) -> None:  # on the writer's connection, outside any transaction
+        raw = app.db.writer.raw_connection()
+        try:
+            cursor = raw.driver_connection.cursor()
+            cursor.execute(sql)
+            cursor.fetchall()
+            cursor.close()
+        finally:
+            raw.close()
+
+    pragma("PRAGMA wal_autocheckpoint = 0")
+    pragma("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = 4096 + 24
+    reserve = settle = 0
+    try:
+        for _ in range(pairs):
+            before = wal.stat().st_size
+            hold = meter.reserve(
+                principal="user:1", provider="local", model="m", prompt_tokens=200, max_tokens=256
+            )
+            assert hold is not None
+            middle = wal.stat().st_size
+            meter.settle(hold.id, 200, 100)
+            reserve += middle - before
+            settle += wal.stat().st_size - middle
+    finally:
+        pragma("PRAGMA wal_autocheckpoint = 1000")
+    first = 32  # the WAL header, written with the first frame
+    return (reserve - first) / page / pairs, settle / page / pairs
+
+
 def session_pairs_per_second(app: Appliance, pairs: int) -> tuple[float, float]:
     """The baseline path: the same pairs with every statement through a Session
     (:class:`SessionTx`), as all metering ran before the raw DB-API path."""
@@ -184,6 +225,7 @@ def main() -> None:
         single, single_cpu = pairs_per_second(app, args.pairs, 1)
         orm, orm_cpu = session_pairs_per_second(app, args.pairs)
         threaded, threaded_cpu = pairs_per_second(app, args.pairs, 16)
+        reserve_frames, settle_frames = frames_per_call(app, work / "home")
         hook = app.services.metering.hook()
         asyncio.run(step_times(hook, 20))  # warm-up
         from engine.hooks import Hooks
@@ -212,8 +254,12 @@ def main() -> None:
             "CPU-second"
         )
     print(
-        f"baseline: 1-row raw write tx/s:     {raw_floor:8.0f}  (a pair is 2 write tx of "
-        f"~13 pages each: ceiling < {raw_floor / 2:.0f} pairs/s)"
+        f"pages written (WAL frames) per reserve: {reserve_frames:4.1f}, per settle: "
+        f"{settle_frames:4.1f}, per pair: {reserve_frames + settle_frames:4.1f}"
+    )
+    print(
+        f"baseline: 1-row raw write tx/s:     {raw_floor:8.0f}  (a pair is 2 write tx: "
+        f"ceiling < {raw_floor / 2:.0f} pairs/s)"
     )
     print(f"baseline: 1-row Session write tx/s: {floor:8.0f}  (the same UPDATE through a Session)")
     print(

@@ -2,7 +2,9 @@
 
 Built like the audit log (:mod:`appliance.audit.log`): each entry's ``entry_hash`` is
 ``HMAC-SHA256(key, prev_hash || canonical JSON of every other field)``; the key is derived
-from the installation's audit key, so it survives a rekey of the data key. Verification also
+from the installation's audit key, so it survives a rekey of the data key. ``released`` (the
+rest of a hold a settle gives back, migration 0012) is part of that JSON only when set, so the
+entries written before it keep their hashes. Verification also
 replays the balances: every entry's ``balance_after``/``reserved_after`` must follow from the
 previous entry and its kind and amount, so an edited amount is found even where a forger
 recomputed nothing else.
@@ -47,6 +49,8 @@ HASHED = (
     "details",
     "prev_hash",
 )
+# Hashed only when not None (entries before migration 0012 have no such field).
+OPTIONAL = "released"
 
 
 def ledger_key(audit_key: bytes) -> bytes:
@@ -68,18 +72,23 @@ def compute_hash(key: bytes, fields: dict[str, Any]) -> str:
     """The entry hash of one entry's fields (``prev_hash`` included)."""
     data = {name: fields.get(name) for name in HASHED}
     data["created_at"] = _utc_iso(fields["created_at"])
+    released = fields.get(OPTIONAL)
+    if released is not None:
+        data[OPTIONAL] = released
     body = _CANONICAL.encode(data)
     return hmac.digest(key, body.encode(), "sha256").hex()
 
 
-def effect(kind: str, amount: int, reservation_id: str | None) -> tuple[int, int]:
+def effect(
+    kind: str, amount: int, reservation_id: str | None, released: int | None = None
+) -> tuple[int, int]:
     """How an entry moves (balance, reserved)."""
     if kind in ("grant", "voucher", "adjustment"):
         return amount, 0
     if kind == "reserve":
         return 0, amount
     if kind == "settle":
-        return -amount, (-amount if reservation_id else 0)
+        return -amount, (-amount - (released or 0) if reservation_id else 0)
     if kind == "release":
         return 0, -amount
     raise ValueError(f"unknown ledger kind {kind!r}")
@@ -104,7 +113,7 @@ TAIL_SQL = (
     "SELECT id, entry_hash, balance_after, reserved_after FROM credit_ledger "
     "ORDER BY id DESC LIMIT 1"
 )
-COLUMNS = (*HASHED, "entry_hash")
+COLUMNS = (*HASHED, OPTIONAL, "entry_hash")
 # SQLAlchemy compiles it once from the mapped table, with ``:name`` parameters (what both
 # :class:`Tx` kinds take); every value is bound.
 INSERT_SQL = str(
@@ -135,8 +144,8 @@ def append(
     if kind not in KINDS:
         raise ValueError(f"unknown ledger kind {kind!r}")
     tx = as_tx(unit)
-    d_balance, d_reserved = effect(kind, amount, fields.get("reservation_id"))
-    row: dict[str, Any] = dict.fromkeys(HASHED)
+    d_balance, d_reserved = effect(kind, amount, fields.get("reservation_id"), fields.get(OPTIONAL))
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update(fields)
     row.update(
         id=tail.id + 1,
@@ -168,8 +177,7 @@ def verify(db: Database, key: bytes) -> VerifyResult:
     replayed balances, streaming the table in one read transaction."""
     raw_time = type_coerce(CreditLedgerEntry.created_at, String).label("created_at")
     columns = [
-        raw_time if name == "created_at" else getattr(CreditLedgerEntry, name)
-        for name in (*HASHED, "entry_hash")
+        raw_time if name == "created_at" else getattr(CreditLedgerEntry, name) for name in COLUMNS
     ]
     stmt = select(*columns).order_by(CreditLedgerEntry.id).execution_options(yield_per=PAGE)
     expected, prev = 1, EMPTY
@@ -212,7 +220,9 @@ def _check(key: bytes, fields: dict[str, Any], expected: int, prev: Tail) -> str
     if not hmac.compare_digest(str(stored), compute_hash(key, fields)):
         return "altered (its hash does not match its contents)"
     try:
-        d_balance, d_reserved = effect(fields["kind"], fields["amount"], fields["reservation_id"])
+        d_balance, d_reserved = effect(
+            fields["kind"], fields["amount"], fields["reservation_id"], fields[OPTIONAL]
+        )
     except ValueError:
         return f"altered (unknown kind {fields['kind']!r})"
     if (fields["balance_after"], fields["reserved_after"]) != (

@@ -210,9 +210,14 @@ class CreditMeter:
         now = self._clock()
 
         def write(tx: Tx) -> int:
-            res = _reservation(tx, hold_id)
-            if res.state == "settled":
-                return 0
+            # The usual case in one statement: an open hold is closed and read back at once.
+            row = tx.one(CLOSE_OPEN_SQL, {"id": hold_id})
+            if row is not None:
+                res = _Held(row[0], row[1], "open", *row[3:])
+            else:
+                res = _reservation(tx, hold_id)
+                if res.state == "settled":
+                    return 0
             cost = self.prices.for_model(res.provider, res.model).tokens_cost(
                 prompt_tokens, completion_tokens
             )
@@ -221,21 +226,19 @@ class CreditMeter:
             tail = ledger.read_tail(tx)
             extra = cost
             if res.state == "open":
+                # One entry charges what the hold covers and gives back the rest of it.
                 covered = min(cost, res.amount)
                 tail = ledger.append(
-                    tx, self._key, tail, "settle", covered, now, reservation_id=hold_id, **fields
+                    tx,
+                    self._key,
+                    tail,
+                    "settle",
+                    covered,
+                    now,
+                    reservation_id=hold_id,
+                    released=res.amount - covered,
+                    **fields,
                 )
-                if res.amount > covered:
-                    tail = ledger.append(
-                        tx,
-                        self._key,
-                        tail,
-                        "release",
-                        res.amount - covered,
-                        now,
-                        reservation_id=hold_id,
-                        **res.fields(),
-                    )
                 extra = cost - covered
             charged = cost - extra
             if extra:
@@ -255,7 +258,8 @@ class CreditMeter:
                         **fields,
                     )
                 charged += direct
-            tx.run(STATE_SQL, {"id": hold_id, "state": "settled"})
+            if res.state != "open":  # the open hold was closed by CLOSE_OPEN_SQL
+                tx.run(STATE_SQL, {"id": hold_id, "state": "settled"})
             self.budgets.after_charge(tx, res.user_id, now)
             self._notify_low(tx, tail.available, now)
             return charged
@@ -395,10 +399,7 @@ class CreditMeter:
         low-balance notices."""
         if self._reference is not None and time.monotonic() - self._reference_at < REFERENCE_TTL:
             return self._reference
-        row = tx.one(
-            "SELECT id, balance_after - reserved_after FROM credit_ledger "
-            "WHERE kind IN ('grant', 'voucher') ORDER BY id DESC LIMIT 1"
-        )
+        row = tx.one(TOPUP_SQL)
         with self._ref_lock:
             self._reference = None if row is None else (int(row[0]), int(row[1]))
             self._reference_at = time.monotonic()
@@ -489,7 +490,16 @@ RESERVE_SQL = (
     "user_id, agent_id, provider, model, run_id, step) VALUES (:id, :created_at, :expires_at, "
     ":amount, 'open', :principal, :user_id, :agent_id, :provider, :model, :run_id, :step)"
 )
+TOPUP_SQL = (
+    "SELECT id, balance_after - reserved_after FROM credit_ledger "
+    "WHERE kind IN ('grant', 'voucher') ORDER BY id DESC LIMIT 1"
+)
 STATE_SQL = "UPDATE credit_reservation SET state = :state WHERE id = :id"
+# RETURNING gives the row as updated; it matched only an open one, so it was open.
+CLOSE_OPEN_SQL = (
+    "UPDATE credit_reservation SET state = 'settled' WHERE id = :id AND state = 'open' "
+    "RETURNING id, amount, state, principal, user_id, agent_id, provider, model"
+)
 
 
 def _reservation(tx: Tx, hold_id: str) -> _Held:
@@ -515,6 +525,7 @@ def _entry_dict(entry: CreditLedgerEntry) -> dict[str, Any]:
         "model": entry.model,
         "prompt_tokens": entry.prompt_tokens,
         "completion_tokens": entry.completion_tokens,
+        "released": None if entry.released is None else micro_to_credits(entry.released),
         "details": json.loads(entry.details) if entry.details else None,
         "entry_hash": entry.entry_hash,
     }

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from appliance.identity.models import UtcDateTime
@@ -20,8 +29,8 @@ class CreditLedgerEntry(Base):
     the balance); ``entry_hash`` = HMAC(key, prev_hash || canonical JSON of the other fields).
 
     Kinds and their effect: ``grant``/``voucher`` +balance; ``adjustment`` ±balance;
-    ``reserve`` +reserved; ``settle`` −balance and, with a reservation, −reserved;
-    ``release`` −reserved.
+    ``reserve`` +reserved; ``settle`` −balance and, with a reservation, −reserved (by the
+    charge plus ``released``, the rest of the hold it gives back); ``release`` −reserved.
     """
 
     __tablename__ = "credit_ledger"
@@ -31,21 +40,46 @@ class CreditLedgerEntry(Base):
             "reserved_after >= 0 AND reserved_after <= balance_after",
             name="ck_credit_ledger_reserved",
         ),
-        Index("ix_credit_ledger_user_time", "user_id", "created_at"),
+        # Partial indexes (migration 0012): a reserve or release entry touches none of them,
+        # a settle only the two time indexes — fewer pages for SQLCipher to encrypt per commit.
+        Index(
+            "ix_credit_ledger_settle_time",
+            "created_at",
+            sqlite_where=text("kind = 'settle'"),
+            postgresql_where=text("kind = 'settle'"),
+        ),
+        Index(
+            "ix_credit_ledger_settle_user",
+            "user_id",
+            "created_at",
+            sqlite_where=text("kind = 'settle'"),
+            postgresql_where=text("kind = 'settle'"),
+        ),
+        Index(
+            "ix_credit_ledger_topup",
+            "id",
+            sqlite_where=text("kind IN ('grant', 'voucher')"),
+            postgresql_where=text("kind IN ('grant', 'voucher')"),
+        ),
+        # grant/voucher: what it came from (a voucher or a monthly grant applies once).
+        Index(
+            "uq_credit_ledger_reference",
+            "reference",
+            unique=True,
+            sqlite_where=text("reference IS NOT NULL"),
+            postgresql_where=text("reference IS NOT NULL"),
+        ),
         {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    created_at: Mapped[datetime] = mapped_column(
-        UtcDateTime(), nullable=False, default=utcnow, index=True
-    )
-    kind: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
     amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
     balance_after: Mapped[int] = mapped_column(BigInteger, nullable=False)
     reserved_after: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    reservation_id: Mapped[str | None] = mapped_column(String(32), index=True)
-    # grant/voucher: what it came from (unique: a voucher or a monthly grant applies once).
-    reference: Mapped[str | None] = mapped_column(String(128), unique=True)
+    reservation_id: Mapped[str | None] = mapped_column(String(32))
+    reference: Mapped[str | None] = mapped_column(String(128))
     principal: Mapped[str | None] = mapped_column(String(64))
     user_id: Mapped[int | None] = mapped_column(Integer)
     agent_id: Mapped[str | None] = mapped_column(String(64))
@@ -56,20 +90,38 @@ class CreditLedgerEntry(Base):
     details: Mapped[str | None] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     entry_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    # A settle of a reservation: what of the hold it gave back (the hold minus the charge), so
+    # one entry closes the reservation; None on every other entry (and on settles before 0012,
+    # which were followed by a ``release`` entry).
+    released: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class CreditReservation(Base):
     """Credits held for one model call until it settles, is released, or expires."""
 
     __tablename__ = "credit_reservation"
+    __table_args__ = (
+        # One small index over the open holds only (expiry sweep, budgets' held credits): a
+        # reservation touches it when it opens and when it closes, and it stays a page or two.
+        Index(
+            "ix_credit_reservation_open",
+            "expires_at",
+            "user_id",
+            "amount",
+            sqlite_where=text("state = 'open'"),
+            postgresql_where=text("state = 'open'"),
+        ),
+        # Keyed by its id alone: one B-tree, not a rowid table plus a key index.
+        {"sqlite_with_rowid": False},
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, index=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    state: Mapped[str] = mapped_column(String(10), nullable=False, index=True)
+    state: Mapped[str] = mapped_column(String(10), nullable=False)
     principal: Mapped[str | None] = mapped_column(String(64))
-    user_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer)
     agent_id: Mapped[str | None] = mapped_column(String(64))
     provider: Mapped[str] = mapped_column(String(64), nullable=False)
     model: Mapped[str] = mapped_column(String(128), nullable=False)

@@ -72,9 +72,9 @@ def _set(app: Appliance, position: int, column: str, value: Any) -> None:
 def test_editing_any_row_fails_verification_at_that_row(appliance: Appliance) -> None:
     meter = appliance.services.metering.meter
     total = meter.verify()
-    assert total.ok and total.count == 12
+    assert total.ok and total.count == 9
     for position in range(1, total.count + 1):
-        column, change = EDITS[position % len(EDITS)]
+        column, change = EDITS[(position - 1) % len(EDITS)]
         original = getattr(_row(appliance, position), column)
         changed = change(original if original is not None else 0)
         _set(appliance, position, column, changed)
@@ -82,6 +82,27 @@ def test_editing_any_row_fails_verification_at_that_row(appliance: Appliance) ->
         assert (result.ok, result.first_bad) == (False, position), (position, column, result)
         _set(appliance, position, column, original)
         assert meter.verify().ok
+
+
+def test_editing_or_clearing_what_a_settle_released_fails_at_that_row(
+    appliance: Appliance,
+) -> None:
+    meter = appliance.services.metering.meter
+    with appliance.db.read() as session:
+        settles = session.scalars(
+            select(CreditLedgerEntry).where(CreditLedgerEntry.released.is_not(None))
+        ).all()
+    assert len(settles) == 3 and all(e.kind == "settle" and e.released for e in settles)
+    for entry in settles:
+        for changed in (entry.released + 1, 0, None):
+            _set(appliance, entry.id, "released", changed)
+            result = meter.verify()
+            assert (result.ok, result.first_bad) == (False, entry.id), (entry.id, changed)
+        _set(appliance, entry.id, "released", entry.released)
+        assert meter.verify().ok
+    # Adding one to an entry that had none (e.g. the grant) is found too.
+    _set(appliance, 1, "released", 1)
+    assert (meter.verify().ok, meter.verify().first_bad) == (False, 1)
 
 
 def test_a_deleted_last_entry_is_found(appliance: Appliance) -> None:
@@ -105,7 +126,7 @@ def test_cli_verify_reports_ok_then_the_first_bad_entry(
     args = ("credits", "verify", "--home", home_dir, "--passphrase-file", passphrase_file)
     good = run_cli(*args)
     assert good.exit_code == 0, good.output
-    assert good.output.strip().endswith("ok 12 entries")
+    assert good.output.strip().endswith("ok 9 entries")
     _set(appliance, 5, "amount", 999)
     bad = run_cli(*args)
     assert bad.exit_code == 1

@@ -72,10 +72,33 @@ def test_reserve_settle_charges_exactly_and_releases_the_rest(metering: Metering
     assert charged == DEFAULT_LOCAL.tokens_cost(950, 123)
     after = meter.balance()
     assert (after.balance, after.reserved) == (10 * CREDIT - charged, 0)
-    kinds = [e["kind"] for e in meter.entries()]
-    assert kinds == ["grant", "reserve", "settle", "release"]
+    entries = meter.entries()
+    # One settle entry charges the usage and gives back the rest of the hold (0012).
+    assert [e["kind"] for e in entries] == ["grant", "reserve", "settle"]
+    assert entries[-1]["released"] == (worst - charged) / CREDIT
     assert meter.settle(hold.id, 950, 123) == 0  # settling twice changes nothing
     assert meter.balance().balance == after.balance
+    assert meter.verify().ok
+
+
+def test_usage_beyond_the_hold_settles_it_in_full_and_charges_the_rest_directly(
+    metering: Metering,
+) -> None:
+    meter = metering.meter
+    hold = _reserve(metering, prompt_tokens=100, max_tokens=100)
+    charged = meter.settle(hold.id, 900, 400)  # the prompt was longer than estimated
+    assert charged == DEFAULT_LOCAL.tokens_cost(900, 400) > hold.amount
+    after = meter.balance()
+    assert (after.balance, after.reserved) == (10 * CREDIT - charged, 0)
+    entries = meter.entries()
+    assert [(e["kind"], e["released"]) for e in entries] == [
+        ("grant", None),
+        ("reserve", None),
+        ("settle", 0),  # the whole hold was used
+        ("settle", None),  # the excess, charged directly
+    ]
+    assert round(entries[2]["amount"] * CREDIT) == hold.amount
+    assert entries[3]["details"] == {"reservation": hold.id, "uncovered": 0}
     assert meter.verify().ok
 
 
