@@ -106,9 +106,10 @@ def _policy_probe(name: str, timeout: float) -> str | None:
     from sandbox.bwrap import bwrap_argv
     from sandbox.confine import inner_command, running_as_root, sandbox_env
     from sandbox.firejail import firejail_argv, open_home_probe
-    from sandbox.netns import RunNamespace, supported
+    from sandbox.netns import supported
     from sandbox.policy import SandboxPolicy, python_paths
-    from sandbox.seccomp import filter_fd
+    from sandbox.seccomp import filter_fd, spawn_filter
+    from sandbox.spawn import SpawnThread
 
     # As a run's: the Python installation whitelisted (firejail may have to open /root for it).
     policy = SandboxPolicy(readonly_paths=python_paths())
@@ -126,37 +127,47 @@ def _policy_probe(name: str, timeout: float) -> str | None:
             if seen.stdout.strip() != "tmpfs":
                 return f"/root inside is not firejail's tmpfs ({seen.stdout.strip() or seen.stderr.strip()})"
         inner = inner_command(policy, ["/bin/true"], with_nproc=False)
-        netns = None
+        thread: SpawnThread | None = None
+        seccomp: bytes | None = None
         if name == "bubblewrap":
             fds.append(filter_fd())
             argv = bwrap_argv(policy, workspace, inner, fds[0])
         elif supported() is None:
-            # As the runner starts firejail: in a network namespace it made.
-            try:
-                netns = RunNamespace.create_blocking()
-            except OSError as exc:
-                return f"the run's network namespace cannot be made: {exc}"
-            argv = [*netns.enter(), *firejail_argv(policy, workspace, inner, netns_ready=True)]
+            # As the runner starts firejail: from a thread in a network namespace it made,
+            # under the spawn filter (see sandbox.spawn).
+            thread, seccomp = SpawnThread(None), spawn_filter()
+            argv = firejail_argv(policy, workspace, inner, netns_ready=True, filtered=True)
         else:
             argv = firejail_argv(policy, workspace, inner)
-        try:
-            done = subprocess.run(
+
+        def start() -> subprocess.Popen[str]:
+            return subprocess.Popen(
                 argv,
                 env=sandbox_env(policy, str(workspace)),
                 cwd=workspace,
                 pass_fds=tuple(fds),
-                capture_output=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
-                timeout=timeout,
-                check=False,
             )
-        except (OSError, subprocess.TimeoutExpired) as exc:
+
+        try:
+            proc = start() if thread is None else thread.start_blocking(start, None, seccomp).value
+        except OSError as exc:
             return str(exc)
         finally:
             for fd in fds:
                 os.close(fd)
-            if netns is not None:
-                netns.close()
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.communicate()
+            return str(exc)
+        finally:
+            if thread is not None:
+                thread.discard()
+        done = subprocess.CompletedProcess(argv, proc.returncode, out, err)
     if done.returncode == 0:
         return None
     lines = (done.stderr or done.stdout).strip().splitlines()
@@ -169,11 +180,13 @@ def _missing_helpers(name: str) -> str | None:
     for tool in needed:
         if shutil.which(tool, path="/usr/bin:/bin:/usr/sbin:/sbin") is None:
             return f"{tool} (util-linux) is missing: resource limits cannot be enforced"
-    if name == "bubblewrap":
+    # bubblewrap loads our filter; as root firejail starts under our spawn filter.
+    if name == "bubblewrap" or os.geteuid() == 0:
         try:
-            from sandbox.seccomp import compiled_filter
+            from sandbox.seccomp import compiled_filter, spawn_filter
 
             compiled_filter()
+            spawn_filter()
         except (ImportError, OSError, RuntimeError) as exc:
             return f"the seccomp filter cannot be built (libseccomp): {exc}"
     return None

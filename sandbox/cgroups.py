@@ -43,6 +43,22 @@ class RunCgroup:
         micros = _read_keyed(self.cpu_dir / "cpu.stat").get("usage_usec")
         return None if micros is None else micros / 1e6
 
+    def set_limits(self, memory_bytes: int, max_pids: int) -> None:
+        """The memory (no swap) and process ceilings (a fresh cgroup has none)."""
+        if self.version == 2:
+            (self.memory_dir / "memory.max").write_text(str(memory_bytes))
+        else:
+            (self.memory_dir / "memory.limit_in_bytes").write_text(str(memory_bytes))
+            with contextlib.suppress(OSError):
+                (self.memory_dir / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
+        (self.pids_dir / "pids.max").write_text(str(max_pids))
+
+    def thread_tasks(self) -> tuple[Path, ...]:
+        """cgroup v1: the ``tasks`` files a thread joins the run's cgroups through (whatever it
+        forks starts inside, see :mod:`sandbox.spawn`); empty under v2, where a thread cannot
+        leave its process's cgroup alone (:meth:`join_script` then)."""
+        return tuple(d / "tasks" for d in self.dirs) if self.version == 1 else ()
+
     def join_script(self) -> str:
         """A ``sh -c`` snippet that moves the shell into the cgroup before it execs the rest."""
         targets = " ".join(f"'{d / 'cgroup.procs'}'" for d in self.dirs)
@@ -53,6 +69,9 @@ class RunCgroup:
         for directory in self.dirs:
             with contextlib.suppress(OSError):
                 found.update(int(x) for x in (directory / "cgroup.procs").read_text().split())
+        # Never the appliance itself (under v1 a process is listed while any of its threads
+        # is a member: the thread that starts a run is one for a moment, see sandbox.spawn).
+        found.discard(os.getpid())
         return sorted(found)
 
     def kill_all(self, rounds: int = 50) -> None:
@@ -69,7 +88,9 @@ class RunCgroup:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
             if attempt + 1 < rounds:
-                time.sleep(0.01)
+                # A killed member is usually gone within a millisecond (bwrap's PID 1 still
+                # exiting after bwrap returned, say); a fork bomb gets the longer waits.
+                time.sleep(min(0.01, 0.001 * 2**attempt))
 
     def peak_memory_bytes(self) -> int | None:
         name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
@@ -138,8 +159,9 @@ def cgroup_support() -> str | None:
     return None
 
 
-def create_run_cgroup(memory_bytes: int, max_pids: int) -> RunCgroup | None:
-    """A fresh cgroup with the two ceilings set, or None where the host does not allow it."""
+def create_run_cgroup(memory_bytes: int | None, max_pids: int | None) -> RunCgroup | None:
+    """A fresh cgroup with the two ceilings set (None: set later, see
+    :meth:`RunCgroup.set_limits`), or None where the host does not allow it."""
     support = cgroup_support()
     name = f"run-{uuid.uuid4().hex[:12]}"
     try:
@@ -151,25 +173,24 @@ def create_run_cgroup(memory_bytes: int, max_pids: int) -> RunCgroup | None:
             (parent / "cgroup.subtree_control").write_text("+memory +pids")
             run = parent / name
             run.mkdir()
-            (run / "memory.max").write_text(str(memory_bytes))
             (run / "memory.swap.max").write_text("0")
-            (run / "pids.max").write_text(str(max_pids))
-            return RunCgroup(2, run, run, run)
-        if support == "v1":
+            group = RunCgroup(2, run, run, run)
+        elif support == "v1":
             mem = CGROUP_ROOT / "memory" / _PARENT / name
             pids = CGROUP_ROOT / "pids" / _PARENT / name
             mem.mkdir(parents=True)
             pids.mkdir(parents=True)
-            (mem / "memory.limit_in_bytes").write_text(str(memory_bytes))
-            with contextlib.suppress(OSError):
-                (mem / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
-            (pids / "pids.max").write_text(str(max_pids))
-            cpu = CGROUP_ROOT / "cpuacct" / _PARENT / name
+            cpu: Path | None = CGROUP_ROOT / "cpuacct" / _PARENT / name
             try:
+                assert cpu is not None
                 cpu.mkdir(parents=True)
             except OSError:
-                return RunCgroup(1, mem, pids)
-            return RunCgroup(1, mem, pids, cpu)
+                cpu = None
+            group = RunCgroup(1, mem, pids, cpu)
+        else:
+            return None
+        if memory_bytes is not None and max_pids is not None:
+            group.set_limits(memory_bytes, max_pids)
+        return group
     except OSError:
         return None
-    return None

@@ -2,19 +2,24 @@
 installation whitelisted), ``--net=none``, its seccomp default filter plus its namespace filter,
 no capabilities.
 
-Start-up is kept short (see docs/benchmarks.md): the runner makes the network namespace (no
-``--net=none``, whose loopback helper sleeps 10 ms); the command is given without ``--``, which
-would make firejail 0.9.72 run it through ``/bin/bash -c``; there is no
-``--deterministic-shutdown``, whose SIGTERM-then-SIGKILL sweep always sleeps 100 ms — the
-command runs under :data:`_REAPER` instead, which empties the sandbox as soon as the command
-ends, so firejail exits at once; /root is not stat'ed on every run (see ``_OPEN_HOME``); and
-seccomp is firejail's precompiled default filter (``@default-nodebuggers``), not a list
-compiled by two helper processes on every run. That filter holds every name of
-:data:`sandbox.seccomp.BLOCKED_SYSCALLS` but ``unshare`` and ``setns`` (which
-``--restrict-namespaces`` denies, with ``clone``'s namespace flags) and ``kcmp`` and
-``quotactl`` (useless without ptrace rights over both processes / CAP_SYS_ADMIN) and
-``io_uring_setup`` (unknown to firejail 0.9.72: never in its filter);
-tests/sandbox/test_backends.py checks this against firejail's own group list.
+Start-up is kept short (see docs/benchmarks.md): the runner starts firejail from a thread
+already in the run's network namespace and cgroups (no ``--net=none``, whose loopback helper
+sleeps 10 ms; no ``nsenter`` or ``sh`` in front: see :mod:`sandbox.spawn`); the command is
+given without ``--``, which would make firejail 0.9.72 run it through ``/bin/bash -c``; there
+is no ``--deterministic-shutdown``, whose SIGTERM-then-SIGKILL sweep always sleeps 100 ms —
+the command runs under :data:`_REAPER` instead, which empties the sandbox as soon as the
+command ends, so firejail exits at once; /root is not stat'ed on every run (see
+``_OPEN_HOME``); and no filter is compiled per run. Seccomp is firejail's precompiled default
+filter (``@default-nodebuggers``) plus, inherited from that thread,
+:func:`sandbox.seccomp.spawn_filter`: ``unshare``, ``setns``, ``kcmp``, ``quotactl``,
+``io_uring_setup`` and ``clone`` with the user/net/cgroup/time namespace flags denied (all of
+:data:`sandbox.seccomp.BLOCKED_SYSCALLS` together) — in place of ``--restrict-namespaces``,
+which spends two helper processes (~10 ms) compiling its filter on every run. The mount, UTS,
+IPC and PID namespace flags of ``clone`` stay allowed (firejail needs them itself); they
+need CAP_SYS_ADMIN, which nothing in the sandbox holds, and the one namespace an
+unprivileged process could make, a user namespace, is denied. Where the runner cannot do
+this (not root), ``--net=none`` and ``--restrict-namespaces`` are used as before.
+tests/sandbox/test_backends.py checks the filters against firejail's own group list.
 """
 
 from __future__ import annotations
@@ -48,10 +53,13 @@ def firejail_argv(
     hosts: Path | None = None,
     netns_ready: bool = False,
     open_home: bool = True,
+    filtered: bool = False,
 ) -> list[str]:
     """The full firejail command line for one run (``hosts`` replaces /etc/hosts: the
     network allowlist's names; ``netns_ready`` when firejail starts in the run's own network
-    namespace already, see :mod:`sandbox.netns` — else ``--net=none`` makes one)."""
+    namespace already, see :mod:`sandbox.netns` — else ``--net=none`` makes one;
+    ``filtered`` when firejail starts under :func:`sandbox.seccomp.spawn_filter` already, see
+    :mod:`sandbox.spawn` — else ``--restrict-namespaces`` denies the namespace calls)."""
     # Resolved on the appliance's PATH (the one probed), not on the sandbox's.
     argv = [
         shutil.which("firejail") or "firejail",
@@ -61,7 +69,7 @@ def firejail_argv(
         "--nonewprivs",
         "--seccomp",
         "--seccomp.block-secondary",
-        "--restrict-namespaces",
+        *([] if filtered else ["--restrict-namespaces"]),
         "--private-dev",
         "--private-tmp",
         "--nogroups",

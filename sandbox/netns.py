@@ -2,9 +2,11 @@
 empty namespace with its loopback up and, for a network allowlist, the allowed addresses on
 that loopback and the relay's listening sockets in it (rtnetlink; no ``ip`` binary).
 
-The namespace is made on a throwaway thread that then ends, so no thread of the appliance is
-ever left in it. The backend joins it through ``nsenter --net=/proc/<appliance>/fd/<n>``: the
-descriptor stays in the appliance (close-on-exec), so nothing of it reaches the sandbox.
+Namespaces are made and joined only on throwaway threads that then end, so no thread of the
+appliance is ever left in one. For ``network=none`` the thread that starts the backend makes
+the namespace itself (:func:`unshare_here`); for an allowlist it is made first, with the
+relay's listeners, and that thread joins it (:func:`join_here`) through a descriptor kept in
+the appliance (close-on-exec), so nothing of it reaches the sandbox. See :mod:`sandbox.spawn`.
 Why not let the backend make it: firejail's ``--net=none`` spends a helper process and a fixed
 10 ms sleep on bringing loopback up, and the relay needs its sockets in place before the
 sandboxed code starts.
@@ -18,7 +20,6 @@ import contextlib
 import ctypes
 import errno
 import os
-import shutil
 import socket
 import struct
 import threading
@@ -42,13 +43,7 @@ def supported() -> str | None:
         return "needs the appliance to run as root (it makes the run's network namespace)"
     if not hasattr(socket, "AF_NETLINK") or not os.path.exists("/proc/self/ns/net"):
         return "network namespaces or rtnetlink are not available"
-    if nsenter() is None:
-        return "nsenter (util-linux) is missing"
     return None
-
-
-def nsenter() -> str | None:
-    return shutil.which("nsenter", path="/usr/bin:/bin:/usr/sbin:/sbin")
 
 
 class RunNamespace:
@@ -64,30 +59,6 @@ class RunNamespace:
         each endpoint."""
         fd, listeners = await _in_fresh_thread(lambda: _make(endpoints))
         return cls(fd, listeners)
-
-    @classmethod
-    def create_blocking(cls) -> RunNamespace:
-        """An empty namespace (loopback up), for callers without an event loop."""
-        made: list[tuple[int, list[socket.socket]]] = []
-        failed: list[BaseException] = []
-
-        def body() -> None:
-            try:
-                made.append(_make([]))
-            except BaseException as exc:
-                failed.append(exc)
-
-        thread = threading.Thread(target=body, name="enclave-netns", daemon=True)
-        thread.start()
-        thread.join()
-        if failed:
-            raise failed[0]
-        return cls(*made[0])
-
-    def enter(self) -> list[str]:
-        """The command prefix that runs the rest in this namespace."""
-        tool = nsenter() or "nsenter"
-        return [tool, f"--net=/proc/{os.getpid()}/fd/{self.fd}", "--"]
 
     def close(self) -> None:
         for sock in self.listeners:
@@ -110,11 +81,35 @@ async def _in_fresh_thread(work: Callable[[], _T]) -> _T:
     return await asyncio.wrap_future(future)
 
 
-def _make(endpoints: list[Endpoint]) -> tuple[int, list[socket.socket]]:
+def unshare_here() -> None:
+    """Move the calling thread into a new, empty network namespace with its loopback up (the
+    thread must be a throwaway one: see :mod:`sandbox.spawn`)."""
+    _unshare()
+    _loopback_up([])
+
+
+def join_here(fd: int) -> None:
+    """Move the calling thread into the namespace ``fd`` refers to."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"setns(CLONE_NEWNET): {os.strerror(code)}")
+
+
+def _unshare() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNET) != 0:
         code = ctypes.get_errno()
         raise OSError(code, f"unshare(CLONE_NEWNET): {os.strerror(code)}")
+
+
+def _make(endpoints: list[Endpoint]) -> tuple[int, list[socket.socket]]:
+    _unshare()
+    _loopback_up(endpoints)
+    return _listen(endpoints)
+
+
+def _loopback_up(endpoints: list[Endpoint]) -> None:
     index = socket.if_nametoindex("lo")
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as nl:
         nl.bind((0, 0))
@@ -127,6 +122,9 @@ def _make(endpoints: list[Endpoint]) -> tuple[int, list[socket.socket]]:
             body += _attr(_IFA_LOCAL, packed) + _attr(_IFA_ADDRESS, packed)
             body += _attr(_IFA_FLAGS, struct.pack("I", _IFA_F_NODAD))
             _request(nl, _RTM_NEWADDR, body, _NLM_F_CREATE | _NLM_F_EXCL, ok=(errno.EEXIST,))
+
+
+def _listen(endpoints: list[Endpoint]) -> tuple[int, list[socket.socket]]:
     sockets: list[socket.socket] = []
     try:
         for end in endpoints:

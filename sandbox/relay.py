@@ -4,9 +4,9 @@ own (otherwise empty) network namespace on exactly the allowed ``address:port`` 
 The sandbox keeps a private network namespace (as with ``network=none``): no route, no
 interface but its loopback. The appliance makes that namespace itself before the sandbox starts
 (:mod:`sandbox.netns`), adds each allowed address to its loopback and opens a listening socket
-on each allowed pair; the backend then joins it. A connection the code makes to
-``203.0.113.5:443`` therefore lands on the appliance's socket, and the appliance — from its own
-namespace — connects to that same, pre-resolved destination and copies bytes both ways.
+on each allowed pair; the backend is started from a thread that joined it (:mod:`sandbox.spawn`).
+A connection the code makes to ``203.0.113.5:443`` therefore lands on the appliance's socket,
+and the appliance — from its own namespace — connects to that same, pre-resolved destination and copies bytes both ways.
 Nothing else has a route: other hosts and ports, the host's loopback (the appliance's own
 port), DNS servers. The code cannot choose where a relayed connection goes.
 """
@@ -67,10 +67,6 @@ class NetworkRelay:
             )
             relay._servers.append(server)
         return relay
-
-    def enter(self) -> list[str]:
-        """The command prefix that starts the backend in the run's namespace."""
-        return self.netns.enter()
 
     async def _accept(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, end: Endpoint

@@ -25,7 +25,8 @@ from sandbox.netns import supported as netns_supported
 from sandbox.policy import SandboxPolicy
 from sandbox.process import Exit, SandboxProcess, tree_rss_bytes
 from sandbox.relay import NetworkRelay
-from sandbox.seccomp import filter_fd
+from sandbox.seccomp import filter_fd, spawn_filter
+from sandbox.spawn import Spawned, SpawnThread, take
 from sandbox.workspace import Workspace
 
 ALIASES = {"bwrap": "bubblewrap", "bubblewrap": "bubblewrap", "firejail": "firejail"}
@@ -155,6 +156,18 @@ class Sandbox:
             return result
         return RunResult(**{**asdict(result), "workspace": str(space.path)})
 
+    def _launcher(self) -> tuple[SpawnThread | None, RunCgroup | None]:
+        """The thread that will start the backend (as root, see :mod:`sandbox.spawn`: a
+        prepared one with the run's cgroup v1 when there is one) and the run's cgroup."""
+        limits = self.policy.limits
+        memory, pids = limits.memory_mb * MB, limits.max_processes + 8
+        if not running_as_root() or netns_supported() is not None:
+            return None, create_run_cgroup(memory, pids)
+        launcher = take(memory, pids)
+        if launcher is not None:
+            return launcher, launcher.cgroup
+        return SpawnThread(None), create_run_cgroup(memory, pids)
+
     def _command(
         self,
         argv: list[str],
@@ -162,32 +175,31 @@ class Sandbox:
         nproc: bool,
         fds: list[int],
         relay: NetworkRelay | None,
+        threaded: bool,
     ) -> list[str]:
         inner = inner_command(self.policy, argv, with_nproc=nproc)
         hosts = relay.hosts_path if relay is not None else None
-        prefix = relay.enter() if relay is not None else []
-        ready = relay is not None
+        # Started from a SpawnThread, the backend is in the run's network namespace already
+        # (and firejail under the spawn filter).
         if self.backend == "bubblewrap":
             fd = filter_fd()
             fds.append(fd)
-            return [*prefix, *bwrap_argv(self.policy, space.path, inner, fd, hosts, ready)]
-        return [*prefix, *firejail_argv(self.policy, space.path, inner, hosts, ready)]
+            return bwrap_argv(self.policy, space.path, inner, fd, hosts, threaded)
+        return firejail_argv(self.policy, space.path, inner, hosts, threaded, filtered=threaded)
 
     async def _run_in(self, argv: list[str], space: Workspace, stdin: bytes | None) -> RunResult:
-        limits = self.policy.limits
-        cgroup = create_run_cgroup(limits.memory_mb * MB, limits.max_processes + 8)
+        launcher, cgroup = self._launcher()
         fds: list[int] = []
         before = space.snapshot()
         relay: NetworkRelay | None = None
         try:
-            # As root the run's network namespace is made here, not by the backend, where that
-            # saves time (firejail) or is needed (the allowlist's relay): see sandbox.netns.
-            if self.policy.network == "allowlist" or (
-                self.backend == "firejail" and netns_supported() is None
-            ):
+            # As root the run's network namespace is made by the appliance, not by the
+            # backend, where that saves time (firejail) or is needed (the allowlist's relay):
+            # see sandbox.netns and sandbox.spawn.
+            if self.policy.network == "allowlist":
                 relay = await NetworkRelay.prepare(self.policy)
-            command = self._command(argv, space, cgroup is None, fds, relay)
-            if cgroup is not None:
+            command = self._command(argv, space, cgroup is None, fds, relay, launcher is not None)
+            if cgroup is not None and (launcher is None or launcher.cgroup is None):
                 command = ["/bin/sh", "-c", cgroup.join_script(), "sh", *command]
             stdin_fd = os.memfd_create("enclave-stdin", 0)
             fds.append(stdin_fd)
@@ -195,13 +207,16 @@ class Sandbox:
                 os.write(stdin_fd, stdin)
                 os.lseek(stdin_fd, 0, os.SEEK_SET)
             home = WORKSPACE_MOUNT if self.backend == "bubblewrap" else str(space.path)
-            outcome = await self._supervise(command, space, home, stdin_fd, fds, cgroup)
+            start = _Start(launcher, relay, self.backend == "firejail")
+            outcome = await self._supervise(command, space, home, stdin_fd, fds, cgroup, start)
             after = space.snapshot()
             changed = tuple(sorted(p for p, meta in after.items() if before.get(p) != meta))
             # Read the cgroup's counters before it is removed.
             network = relay.summary() if relay is not None else "none (private namespace)"
             return _result(outcome, changed, self.backend, self.policy, cgroup, network)
         finally:
+            if launcher is not None:
+                await asyncio.to_thread(launcher.discard)
             if relay is not None:
                 await relay.close()
             if cgroup is not None:
@@ -218,6 +233,7 @@ class Sandbox:
         stdin_fd: int,
         fds: list[int],
         cgroup: RunCgroup | None,
+        launch: _Start,
     ) -> _Outcome:
         limits = self.policy.limits
         hit: list[str] = []
@@ -232,9 +248,8 @@ class Sandbox:
             if cgroup is not None:
                 cgroup.kill_all(rounds=1)
 
-        started = time.monotonic()
-        try:
-            proc = SandboxProcess(
+        def start() -> SandboxProcess:
+            return SandboxProcess(
                 command,
                 sandbox_env(self.policy, home),
                 space.path,
@@ -243,8 +258,34 @@ class Sandbox:
                 limits.max_output_bytes,
                 lambda: stop("output"),
             )
+
+        started = time.monotonic()
+        spawned: Spawned[SandboxProcess] | None = None
+        try:
+            if launch.thread is None:
+                proc = start()
+            else:
+                spawned = await _spawn_guarded(launch, start)
+                proc = spawned.value
         except OSError as exc:
             raise SandboxStartFailed(f"{command[0]} could not be started: {exc}") from exc
+        try:
+            return await self._follow(proc, space, cgroup, stop, hit, holder, started)
+        finally:
+            if spawned is not None:
+                spawned.release()
+
+    async def _follow(
+        self,
+        proc: SandboxProcess,
+        space: Workspace,
+        cgroup: RunCgroup | None,
+        stop: Callable[[str], None],
+        hit: list[str],
+        holder: list[SandboxProcess],
+        started: float,
+    ) -> _Outcome:
+        limits = self.policy.limits
         holder.append(proc)
         peak: list[int] = [0]
         sample = None if cgroup is not None else proc.pid
@@ -281,6 +322,41 @@ class Sandbox:
         outcome.stderr_truncated = proc.stderr.truncated
         proc.close()
         return outcome
+
+
+@dataclass(frozen=True)
+class _Start:
+    """How the backend is started: from ``thread`` (None: the event loop's thread), in the
+    allowlist relay's namespace, under the spawn filter (firejail)."""
+
+    thread: SpawnThread | None
+    relay: NetworkRelay | None
+    filtered: bool
+
+
+async def _spawn_guarded(
+    launch: _Start, start: Callable[[], SandboxProcess]
+) -> Spawned[SandboxProcess]:
+    """The start on the launch thread; a process started after the caller was cancelled is
+    killed."""
+    assert launch.thread is not None
+    netns_fd = launch.relay.netns.fd if launch.relay is not None else None
+    seccomp = spawn_filter() if launch.filtered else None
+    task = asyncio.ensure_future(launch.thread.start(start, netns_fd, seccomp))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+
+        def abandon(done: asyncio.Future[Spawned[SandboxProcess]]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                return
+            spawned = done.result()
+            spawned.value.kill_tree()
+            spawned.value.close()
+            spawned.release()
+
+        task.add_done_callback(abandon)
+        raise
 
 
 async def _watch(

@@ -343,6 +343,29 @@ ATTACKS: list[Attack] = [
         "        leak(f'unshare {flag:#x}')\n"
         "sys_ok('setns', 308, 0, 0)",
     ),
+    # clone() itself with each namespace flag (firejail: the spawn filter denies user, net and
+    # cgroup; mount, UTS, IPC and PID need CAP_SYS_ADMIN), and clone3, whose flags no filter
+    # can read: it must be unavailable (ENOSYS) so that libc falls back to clone().
+    py(
+        "clone_namespaces",
+        "for flag in (0x10000000, 0x00020000, 0x40000000, 0x20000000, 0x02000000,\n"
+        "             0x04000000, 0x08000000):\n"
+        "    pid = libc.syscall(56, flag | 17, 0, 0, 0, 0)\n"
+        "    if pid == 0:\n"
+        "        os._exit(0)\n"
+        "    if pid > 0:\n"
+        "        os.waitpid(pid, 0x40000000)\n"
+        "        leak(f'clone {flag:#x}')\n"
+        "if libc.syscall(435, 0, 0) != -1 or ctypes.get_errno() != errno.ENOSYS:\n"
+        "    leak('clone3 reaches the kernel')",
+    ),
+    # Unprivileged calls only a filter stops (not in firejail's default list: our spawn filter).
+    py(
+        "kcmp_io_uring",
+        "sys_ok('kcmp', 312, os.getpid(), os.getpid(), 0, 0, 0)\n"
+        "params = ctypes.create_string_buffer(120)\n"
+        "sys_ok('io_uring_setup', 425, 4, params)",
+    ),
     py("chroot_escape", 'attempt("chroot", lambda: os.chroot("/tmp"))'),
     py(
         "keyctl_bpf_perf",
