@@ -394,6 +394,16 @@ class SandboxRequestInvalid(EnclaveError):
     default_message = "The sandbox request is not valid."
 
 
+class ToolNetworkInvalid(EnclaveError):
+    """An agent's code-tool network allowlist has a bad entry (``context.entry`` names it);
+    nothing was saved."""
+
+    code = "tool_network_invalid"
+    http_status = 422
+    title = "Tool network allowlist invalid"
+    default_message = "The code-tool network allowlist is not valid."
+
+
 # --- model providers ------------------------------------------------------------------------
 
 

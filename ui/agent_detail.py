@@ -16,6 +16,7 @@ from appliance.agents.service import AgentInfo, VersionInfo
 from appliance.identity.models import User
 from ui.access import BUILDER_ROLES, Viewer, viewer
 from ui.agent_form import AgentForm, Choices
+from ui.agent_network import network_section
 from ui.frame import error_line, frame, heading, subheading
 from ui.i18n import _, aria_label
 from ui.offload import in_thread
@@ -90,6 +91,8 @@ class AgentDetail:
                 self.note = ui.input(_("Change note (optional)")).classes("grow")
                 ui.button(_("Save new version"), on_click=self.save).props("id=agent-save")
         self.history()
+        with ui.column().classes("w-full gap-2").props("id=code-tool-network"):
+            network_section(self.appliance, self.person, info)
         if self.editable:
             with ui.column().classes("w-full gap-2").props("id=sharing"):
                 self._sharing(*self.load_sharing())

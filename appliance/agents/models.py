@@ -33,6 +33,9 @@ class Agent(Base):
     archived: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
+    # ``host:port`` destinations the agent's code tools may reach (a JSON list), set by an
+    # administrator only (appliance.agents.tool_network); NULL: no network. Not versioned.
+    tool_network_allowlist: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class AgentVersion(Base):

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from appliance.agents.access import KIND, grants_of, require, require_builder, visible_levels
 from appliance.agents.models import Agent, AgentVersion
+from appliance.agents.tool_network import ToolNetworkService, decode
 from appliance.audit import AuditLog
 from appliance.errors import AgentArchived, AgentInvalid, InvalidRequest, NotFound
 from appliance.identity.acl import AclService, Level
@@ -48,10 +49,13 @@ class AgentInfo:
     updated_at: datetime
     level: str
     definition: dict[str, Any]
+    # Set by an administrator (appliance.agents.tool_network); empty: no network.
+    tool_network_allowlist: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, with ``version`` = the active version."""
         out = asdict(self)
+        out["tool_network_allowlist"] = list(self.tool_network_allowlist)
         out["version"] = self.active_version
         out["created_at"] = self.created_at.isoformat()
         out["updated_at"] = self.updated_at.isoformat()
@@ -105,6 +109,7 @@ class AgentService:
         self.db = db
         self.acl = acl
         self.audit = audit
+        self.tool_network = ToolNetworkService(db, audit)
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -404,6 +409,7 @@ def _info(agent: Agent, document: str, level: str) -> AgentInfo:
         updated_at=agent.updated_at,
         level=level,
         definition=doc,
+        tool_network_allowlist=decode(agent.tool_network_allowlist),
     )
 
 

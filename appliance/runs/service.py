@@ -106,6 +106,8 @@ class RunService:
         )
         if per_user:
             tools = (tools or self.runner.tools).extended(per_user)
+        # An administrator's grant (appliance.agents.tool_network), not part of the definition.
+        network = await asyncio.to_thread(services.agents.tool_network.get, agent_id)
         run_id = uuid.uuid4().hex
         workspace = self.home.root / "workspaces" / run_id
         spec = RunSpec(
@@ -120,6 +122,7 @@ class RunService:
             provider_label=resolved.provider_label,
             model_label=resolved.model_label,
             tools=tools,
+            tool_network_allowlist=network,
         )
 
         async def finish(result: TurnResult) -> dict[str, Any]:

@@ -5,6 +5,7 @@ Who: admins and builders create and change agents; members use what is shared wi
 auditors have no agent access. Per agent, the ACL decides: an agent the caller cannot use
 answers 404 (its existence is not revealed); one they may use but not edit answers 403 on
 changes. The run endpoint (``/api/v1/agents/{id}/runs``) lives in the run API, not here.
+Only administrators set an agent's code-tool network allowlist (``PUT .../tool-network``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from appliance.agents.templates import list_templates, template_document
 from appliance.identity.models import Role
-from appliance.web.auth import Principal, ServicesDep, authorize
+from appliance.web.auth import Admin, Principal, ServicesDep, authorize
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
 templates = APIRouter(prefix="/api/v1/agent-templates", tags=["agents"])
@@ -37,6 +38,11 @@ class UpdateBody(BaseModel):
 
 class RollbackBody(BaseModel):
     version: int = Field(ge=1)
+
+
+class ToolNetworkBody(BaseModel):
+    # Any items: each is checked by the service, which names a bad one (tool_network_invalid).
+    allowlist: list[Any]
 
 
 class ShareBody(BaseModel):
@@ -169,6 +175,19 @@ async def export_agent(
     doc = await call(services.agents.export, principal.user, agent_id, version)
     disposition = f'attachment; filename="agent-{agent_id}.json"'
     return JSONResponse(doc, headers={"Content-Disposition": disposition})
+
+
+@router.put("/{agent_id}/tool-network")
+async def set_tool_network(
+    agent_id: str, body: ToolNetworkBody, principal: Admin, services: ServicesDep
+) -> dict[str, Any]:
+    """Administrators only: the ``host:port`` destinations this agent's code tools (python,
+    shell) may reach over TCP (``[]``: no network, the default). Audited; 422
+    ``tool_network_invalid`` names a bad entry."""
+    allowlist = await call(
+        services.agents.tool_network.set, principal.user, agent_id, body.allowlist
+    )
+    return {"agent_id": agent_id, "tool_network_allowlist": list(allowlist)}
 
 
 @router.post("/{agent_id}/shares")

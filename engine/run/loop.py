@@ -83,6 +83,9 @@ class RunSpec:
     model_label: str = ""
     # The tools of this run when they differ from the runner's (e.g. plus MCP tools).
     tools: ToolRegistry | None = None
+    # ``host:port`` destinations the code tools may reach (granted by an administrator, never
+    # taken from the agent definition); empty: no network.
+    tool_network_allowlist: tuple[str, ...] = ()
 
 
 @dataclass

@@ -125,6 +125,7 @@ class ToolRunner:
             principal=run.spec.principal,
             workspace=run.spec.workspace,
             settings=dict(setting.settings),
+            network_allowlist=run.spec.tool_network_allowlist,
             cancel=run.cancel_event,
         )
         tool = run.tools.get(name)

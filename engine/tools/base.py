@@ -46,6 +46,9 @@ class ToolContext:
     workspace: Path | None = None
     # Per-tool settings from the agent definition (e.g. a timeout or memory limit).
     settings: dict[str, Any] = field(default_factory=dict)
+    # ``host:port`` destinations the code tools may reach (RunSpec.tool_network_allowlist:
+    # an administrator's grant, not the definition's); empty: no network.
+    network_allowlist: tuple[str, ...] = ()
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
 
 

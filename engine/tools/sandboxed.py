@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine.errors import EngineError
@@ -88,6 +88,14 @@ def limits_for(policy: SandboxPolicy, settings: dict[str, Any]) -> SandboxPolicy
     return policy.with_limits(**changes) if changes else policy
 
 
+def with_network(policy: SandboxPolicy, allowlist: tuple[str, ...]) -> SandboxPolicy:
+    """The policy with TCP to ``allowlist`` (``network=allowlist``), or unchanged when it is
+    empty (no network)."""
+    if not allowlist:
+        return policy
+    return replace(policy, network="allowlist", network_allowlist=tuple(allowlist))
+
+
 def render_result(result: RunResult, limit: int = _MODEL_CHARS) -> str:
     """The model's view of a run: exit status, the limit hit, and both streams (clipped)."""
     lines = [f"exit code: {result.exit_code if result.exit_code is not None else 'killed'}"]
@@ -123,9 +131,14 @@ class _CodeTool(ABC):
         sandbox = self.provider.get()
         try:
             policy = limits_for(sandbox.policy, context.settings)
+            policy = with_network(policy, context.network_allowlist)
         except (PolicyInvalid, ValueError, TypeError) as exc:
             return ToolOutput(f"Invalid sandbox settings for this tool: {exc}", is_error=True)
-        runner = Sandbox(policy, sandbox.backend, sandbox.workspace_root)
+        try:
+            runner = Sandbox(policy, sandbox.backend, sandbox.workspace_root)
+        except SandboxError as exc:
+            # E.g. a backend without the allowlist relay here: refused, never widened.
+            return ToolOutput(f"{exc.code}: {exc.message}", is_error=True)
         workspace = (
             runner.adopt_workspace(context.workspace) if context.workspace is not None else None
         )
@@ -154,6 +167,9 @@ class _CodeTool(ABC):
             "limit_hit": result.limit_hit,
             "backend": result.backend,
         }
+        if policy.network_allowlist:
+            # Which destinations this run could reach (the policy hash covers them too).
+            audit["network_allowlist"] = ",".join(policy.network_allowlist)
         failed = result.exit_code != 0 or result.limit_hit is not None
         return ToolOutput(
             render_result(result), is_error=failed, data=result.to_dict(), audit=audit

@@ -96,6 +96,7 @@ RULES: dict[tuple[str, str], str | frozenset[Role]] = {
     ("GET", "/api/v1/agents/{agent_id}/export"): USERS,
     ("POST", "/api/v1/agents/{agent_id}/shares"): BUILD,
     ("DELETE", "/api/v1/agents/{agent_id}/shares"): BUILD,
+    ("PUT", "/api/v1/agents/{agent_id}/tool-network"): ADMIN,
     ("GET", "/api/v1/agent-templates"): BUILD,
     ("GET", "/api/v1/conversations"): USERS,
     ("GET", "/api/v1/conversations/{conversation_id}"): USERS,
