@@ -64,6 +64,11 @@ test-system-deps:
 		echo "installing Qt WebEngine's libraries for the desktop-mode test"; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q libnss3 libegl1 libxcb-cursor0; \
 	fi
+	@# clamd for the ClamAV ingestion test (it runs its own daemon; no freshclam, no signatures).
+	@if ! dpkg -s clamav-daemon >/dev/null 2>&1; then \
+		echo "installing clamav-daemon for the malware-scan test"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q clamav-daemon; \
+	fi
 
 lint: install-test
 	$(VENV)/bin/ruff check .

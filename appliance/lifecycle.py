@@ -132,6 +132,17 @@ class Appliance:
             self._services_key = self._dek.key_id
         return self._services
 
+    def _flush_search_log(self) -> None:
+        """The knowledge searches queued for the search log are written before the database
+        closes (sealing succeeds whatever the database says)."""
+        # Imported here: the knowledge runtime is built over this module's Appliance.
+        from appliance.knowledge.runtime import flush_search_log
+
+        try:
+            flush_search_log(self)
+        except Exception:
+            log.warning("knowledge.search_log_not_written", exc_info=True)
+
     def _close_services(self) -> None:
         """Stop the services' background work (the daily license check) and drop them."""
         services, self._services = self._services, None
@@ -335,6 +346,7 @@ class Appliance:
         with self._lock:
             self._close_services()  # its background check must not outlive the database
             if self._db is not None:
+                self._flush_search_log()
                 if record and self._audit_key is not None:
                     try:
                         self.audit.record(action="seal", actor=actor)

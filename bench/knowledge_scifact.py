@@ -12,8 +12,11 @@ Run ``.venv/bin/python bench/knowledge_scifact.py`` (data: ../shared/datasets/sc
 2. Ingestion speed: chunks/s of the whole pipeline (upload to embedded) versus the raw
    embedder on the same chunk texts (``--raw-sample`` of them, same batch size).
 3. Scale: ``--scale N`` (default 100,000; 0 skips) synthetic chunks (SciFact text repeated,
-   random unit vectors) in a second base; hybrid search p50/p95 over the test queries, with
-   the query embedding precomputed (retrieval + fusion + loading hits) and end to end.
+   random unit vectors) in a second base; hybrid search p50/p95 over the test queries. The
+   headline has the query embedding precomputed and times everything a search request does
+   after that (access check, BM25, dense, fusion, loading hits, search-log row); also printed:
+   ranking alone, end to end with the embedding, dense alone, BM25 alone (bounded candidates
+   against scoring every match).
 """
 
 from __future__ import annotations
@@ -259,23 +262,48 @@ def scale(
 
     original = runtime.searcher.embedder_for
     results = {}
-    for label, chooser in (("retrieval", lambda _id: Cached()), ("end_to_end", original)):
+    # "request": what a search request does once the query vector exists — the access check
+    # (bases the user may use), BM25 and dense retrieval, fusion, loading the hits' passages
+    # and documents, and writing the search-log row (not HTTP or JSON). "retrieval": the
+    # ranking and hit loading alone. "end_to_end": a request with the query embedded too.
+    # The first pass finds the searcher's index statistics (word counts, fts_stats) empty, as
+    # after any change to the index; the last pass ("request_warm") finds them filled.
+    runs = (
+        ("request", lambda _id: Cached(), True),
+        ("retrieval", lambda _id: Cached(), False),
+        ("end_to_end", original, True),
+        ("request_warm", lambda _id: Cached(), True),
+    )
+    for label, chooser, whole in runs:
         runtime.searcher.embedder_for = chooser
         times = []
         for text in list(queries.values()):
             t0 = time.perf_counter()
-            runtime.searcher.retrieve([kb], text, "hybrid", 10, SearchFilters())
+            if whole:
+                runtime.searcher.search(user, text, kb_ids=[kb.id], mode="hybrid", k=10)
+            else:
+                runtime.searcher.retrieve([kb], text, "hybrid", 10, SearchFilters())
             times.append((time.perf_counter() - t0) * 1000)
         results[f"{label}_p50_ms"] = pct(times, 0.5)
         results[f"{label}_p95_ms"] = pct(times, 0.95)
     runtime.searcher.embedder_for = original
-    # BM25 alone, bounded candidates (the default) against scoring every match (baseline).
+    # Dense alone (Chroma, query vector given).
+    times = []
+    for text in list(queries.values()):
+        t0 = time.perf_counter()
+        service.vectors.query(kb.id, kb.embedder, cached[text], 100)
+        times.append((time.perf_counter() - t0) * 1000)
+    results["dense_p50_ms"] = pct(times, 0.5)
+    results["dense_p95_ms"] = pct(times, 0.95)
+    # BM25 alone, bounded candidates (the default) against scoring every match (baseline),
+    # with the searcher's cached index statistics, as a search uses them.
+    stats = runtime.searcher.index_stats
     for label, budget in (("bm25_candidates", fts.CANDIDATE_BUDGET), ("bm25_every_match", None)):
         times = []
         for text in list(queries.values()):
             t0 = time.perf_counter()
             with runtime.db.read() as session:
-                fts.search(session, text, [kb.id], 100, budget)
+                fts.search(session, text, [kb.id], 100, budget, stats)
             times.append((time.perf_counter() - t0) * 1000)
         results[f"{label}_p50_ms"] = pct(times, 0.5)
         results[f"{label}_p95_ms"] = pct(times, 0.95)
@@ -284,9 +312,18 @@ def scale(
 
 def report_scale(lat: dict[str, float], args: Any) -> None:
     print(
-        f"scale {args.scale} chunks, hybrid k=10: retrieval p50 {lat['retrieval_p50_ms']:.1f} ms "
-        f"p95 {lat['retrieval_p95_ms']:.1f} ms; end to end (with query embedding) p50 "
-        f"{lat['end_to_end_p50_ms']:.1f} ms p95 {lat['end_to_end_p95_ms']:.1f} ms (goal p95 ≤ 30 ms)",
+        f"scale {args.scale} chunks, hybrid k=10, query vector given (access check + BM25 + dense "
+        f"+ fusion + loading hits + search log): p50 {lat['request_p50_ms']:.1f} ms p95 "
+        f"{lat['request_p95_ms']:.1f} ms, word counts not cached yet; cached: p50 "
+        f"{lat['request_warm_p50_ms']:.1f} ms p95 {lat['request_warm_p95_ms']:.1f} ms "
+        "(goal p95 ≤ 30 ms)",
+        flush=True,
+    )
+    print(
+        f"  ranking + loading hits only: p50 {lat['retrieval_p50_ms']:.1f} ms p95 "
+        f"{lat['retrieval_p95_ms']:.1f} ms; with query embedding: p50 "
+        f"{lat['end_to_end_p50_ms']:.1f} ms p95 {lat['end_to_end_p95_ms']:.1f} ms; dense k=100 "
+        f"alone: p50 {lat['dense_p50_ms']:.1f} ms p95 {lat['dense_p95_ms']:.1f} ms",
         flush=True,
     )
     bounded, every = lat["bm25_candidates_p95_ms"], lat["bm25_every_match_p95_ms"]

@@ -9,13 +9,15 @@ bases inside FTS5 instead of reading every matching row.
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
-TABLE = "knowledge_chunk_fts"
+from appliance.knowledge.fts_stats import TABLE, IndexStats
+
 _SHADOW = ("_data", "_idx", "_content", "_docsize", "_config")
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Very common English words: matching them costs time and adds nothing to BM25's ranking.
@@ -61,19 +63,16 @@ _DELETE = text("DELETE FROM knowledge_chunk_fts WHERE rowid IN :ids").bindparams
     bindparam("ids", expanding=True)
 )
 # bm25() weights: body 1, kb 0 (the base token narrows the match and never scores).
+# Every row's score (the caller takes the best): through the driver's cursor, since thousands
+# of rows through SQLAlchemy's result objects cost more than FTS5's scoring.
+_SCORED = (
+    "SELECT rowid, bm25(knowledge_chunk_fts, 1.0, 0.0) FROM knowledge_chunk_fts "
+    "WHERE knowledge_chunk_fts MATCH ?"
+)
 _RANKED = text(
     "SELECT rowid, bm25(knowledge_chunk_fts, 1.0, 0.0) AS score FROM knowledge_chunk_fts "
     "WHERE knowledge_chunk_fts MATCH :q ORDER BY score LIMIT :n"
 )
-# Counts stop at :cap: past the budget only "more" matters (a full count of a word in most of
-# 100k rows costs milliseconds each).
-_COUNT = text(
-    "SELECT count(*) FROM (SELECT 1 FROM knowledge_chunk_fts "
-    "WHERE knowledge_chunk_fts MATCH :q LIMIT :cap)"
-)
-_BASE_ROWS = text(
-    "SELECT count(*) FROM (SELECT 1 FROM knowledge_chunk WHERE kb_id IN :kbs LIMIT :cap)"
-).bindparams(bindparam("kbs", expanding=True))
 _ROWIDS = text("SELECT rowid FROM knowledge_chunk_fts")
 
 
@@ -133,6 +132,7 @@ def search(
     kb_ids: Sequence[str],
     limit: int,
     budget: int | None = CANDIDATE_BUDGET,
+    stats: IndexStats | None = None,
 ) -> list[tuple[int, float]]:
     """``(chunk_id, score)`` best first; the score is ``-bm25()`` so higher is better.
 
@@ -142,52 +142,80 @@ def search(
     match is scored. Otherwise the candidates are the rows holding the query's rarest words
     (the fewest postings up to the budget, at least one word): common words alone, whose IDF
     is low, rarely lift a passage into the top ranks. Candidates are scored on *all* the
-    words, exactly: the expression ``kb AND rare AND (other OR kb)`` matches only candidates,
-    has each word once, and the ``kb`` column weighs 0 — so a candidate's score equals its
-    score for the plain query. Cost: the bounded candidates plus one count per word (which
-    stops past the budget).
-    ``budget=None`` scores every match (the benchmark's baseline).
+    words, exactly, in two FTS5 queries: ``rare AND other`` scores the candidates holding
+    another word on every word, and ``rare`` scores every candidate on the rare words, which
+    is the whole score of one holding no other word (a word absent from a row adds nothing to
+    its ``bm25()``). So a candidate's score equals its score for the plain query.
+
+    ``bm25()`` reads every row of each word in its query once, to count them (~50 ns a row),
+    so each query holds only the words it needs. The bases are narrowed inside FTS5 by the
+    cheaper of two equivalent forms: ANDing the searched bases' tokens or NOTing every other
+    base's token (the ``kb`` column weighs 0); when the index holds no other base, neither is
+    needed. Word and base row counts come from ``stats`` (cached per index version, see
+    ``fts_stats``; a fresh one when None). ``budget=None`` scores every match (the
+    benchmark's baseline).
     """
     words = query_words(query)
     if not words or not kb_ids:
         return []
-    scope = "kb : (" + _quoted([kb_token(k) for k in dict.fromkeys(kb_ids)]) + ")"
+    stats = stats or IndexStats()
     cap = None if budget is None else budget + 1
-    counts = _counts(session, words, cap)
+    counts = stats.counts(session, words, cap)
     words = [w for w in words if counts[w] > 0]
     if not words:
         return []
-    expression = f"{scope} AND body : ({_quoted(words)})"
-    if budget is not None and sum(counts[w] for w in words) > budget and len(words) > 1:
-        base_rows = int(session.execute(_BASE_ROWS, {"kbs": list(kb_ids), "cap": cap}).scalar_one())
-        if base_rows > budget:
-            if min(counts[w] for w in words) > budget:  # every word is common: rank them
-                counts = _counts(session, words, None)
-            rare: list[str] = []
-            postings = 0
-            for word in sorted(words, key=lambda w: counts[w]):
-                if rare and postings + counts[word] > budget:
-                    break
-                rare.append(word)
-                postings += counts[word]
-            other = [w for w in words if w not in rare]
-            expression = f"{scope} AND body : ({_quoted(rare)})"
-            if other:
-                expression += f" AND (body : ({_quoted(other)}) OR {scope})"
-    rows = session.execute(_RANKED, {"q": expression, "n": limit})
-    return [(int(r[0]), -float(r[1])) for r in rows]
+    wanted = {kb_token(k) for k in kb_ids}
+    present = stats.base_rows(session)
+    inside = sum(present.get(t, 0) for t in wanted)
+    outside = {t: n for t, n in present.items() if t not in wanted}
+    if inside == 0:
+        return []
+    scope = "kb : (" + _quoted(sorted(wanted)) + ")"
+    rare, other = words, []
+    if (
+        budget is not None
+        and len(words) > 1
+        and inside > budget
+        and sum(counts[w] for w in words) > budget
+    ):
+        if min(counts[w] for w in words) > budget:  # every word is common: rank them
+            counts = stats.counts(session, words, None)
+        rare = []
+        postings = 0
+        for word in sorted(words, key=lambda w: counts[w]):
+            if rare and postings + counts[word] > budget:
+                break
+            rare.append(word)
+            postings += counts[word]
+        other = [w for w in words if w not in rare]
+    # The bases narrowed inside FTS5: the cheaper of ANDing theirs or NOTing the others.
+    if not outside:
+        head, tail = "", ""
+    elif sum(outside.values()) < inside:
+        head, tail = "(", f") NOT kb : ({_quoted(sorted(outside))})"
+    else:
+        head, tail = f"{scope} AND (", ")"
+    body = f"body : ({_quoted(rare)})"
+    if not other:
+        rows = session.execute(_RANKED, {"q": f"{head}{body}{tail}", "n": limit})
+        return [(int(r[0]), -float(r[1])) for r in rows]
+    # The candidates holding another word too, scored on every word; then every candidate
+    # scored on its rare words, which is its whole score when it holds no other word.
+    both = f"{body} AND body : ({_quoted(other)})"
+    scores = _all_scores(session, f"{head}{both}{tail}")
+    for chunk_id, score in _all_scores(session, f"{head}{body}{tail}").items():
+        scores.setdefault(chunk_id, score)
+    best = heapq.nsmallest(limit, scores.items(), key=lambda item: (item[1], item[0]))
+    return [(chunk_id, -score) for chunk_id, score in best]
 
 
-def _counts(session: Session, words: Sequence[str], cap: int | None) -> dict[str, int]:
-    """Rows holding each word (in any base), counted up to ``cap``."""
-    return {
-        w: int(
-            session.execute(
-                _COUNT, {"q": f"body : {_quoted([w])}", "cap": -1 if cap is None else cap}
-            ).scalar_one()
-        )
-        for w in words
-    }
+def _all_scores(session: Session, expression: str) -> dict[int, float]:
+    cursor = session.connection().connection.cursor()
+    try:
+        cursor.execute(_SCORED, (expression,))
+        return {int(r[0]): float(r[1]) for r in cursor.fetchall()}
+    finally:
+        cursor.close()
 
 
 def rowids(session: Session) -> set[int]:

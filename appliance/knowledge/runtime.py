@@ -113,6 +113,7 @@ def build_runtime(appliance: Appliance, *, start_worker: bool = True) -> Knowled
         alive=alive,
     )
     service.wake = worker.wake
+    searcher.search_log.alive = alive
     runtime = KnowledgeRuntime(db, service, searcher, worker)
     if start_worker:
         worker.start()
@@ -152,6 +153,15 @@ def resume_pending(appliance: Appliance) -> bool:
     knowledge_runtime(appliance)
     log.info("knowledge.resumed_at_unseal")
     return True
+
+
+def flush_search_log(appliance: Appliance) -> None:
+    """Write the queued search-log rows of the appliance's runtime, if one runs (at seal,
+    before the database closes)."""
+    with _lock:
+        runtime = _runtimes.get(id(appliance))
+    if runtime is not None:
+        runtime.searcher.search_log.flush()
 
 
 def close_runtime(appliance: Appliance) -> None:

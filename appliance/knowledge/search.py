@@ -11,19 +11,24 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import structlog
 from sqlalchemy import select
 
 from appliance.errors import InvalidRequest, NotFound
 from appliance.identity.models import User
 from appliance.knowledge import fts
+from appliance.knowledge.fts_stats import IndexStats
 from appliance.knowledge.models import (
     KnowledgeBase,
     KnowledgeChunk,
     KnowledgeDocument,
     KnowledgeSearch,
 )
+from appliance.knowledge.search_log import SearchLog
 from appliance.knowledge.service import KnowledgeService, now
 from engine.knowledge import Embedder, SearchHit, reciprocal_rank_fusion
+
+log = structlog.get_logger(__name__)
 
 Mode = Literal["bm25", "dense", "hybrid"]
 MODES = ("bm25", "dense", "hybrid")
@@ -67,6 +72,10 @@ class KnowledgeSearcher:
         # embedder_for(embedder_id) -> Embedder, loaded once per process.
         self.embedder_for = embedder_for
         self.weights = (bm25_weight, dense_weight)
+        # FTS5 word and base row counts, reused while the index is unchanged (fts_stats).
+        self.index_stats = IndexStats()
+        # Search-log rows, written in batches off the search's path (search_log).
+        self.search_log = SearchLog(service.db)
         # Hybrid search runs its dense half here while the calling thread runs BM25: both spend
         # their time outside the GIL (SQLite's FTS5, the embedder, Chroma's index), so on two
         # cores the two retrievals overlap. Made on first use, shut down by close().
@@ -74,11 +83,16 @@ class KnowledgeSearcher:
         self._pool_lock = threading.Lock()
 
     def close(self) -> None:
-        """Stop the dense-retrieval threads (a later hybrid search makes new ones)."""
+        """Write the queued search-log rows and stop the dense-retrieval threads (a later
+        hybrid search makes new ones)."""
         with self._pool_lock:
             pool, self._dense_pool = self._dense_pool, None
         if pool is not None:
             pool.shutdown(wait=True)
+        try:
+            self.search_log.flush()
+        except Exception:  # closing after a seal: the database is gone
+            log.warning("knowledge.search_log_not_written", exc_info=True)
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -149,7 +163,9 @@ class KnowledgeSearcher:
         if mode in ("bm25", "hybrid"):
             try:
                 with self.service.db.read() as session:
-                    bm25 = fts.search(session, query, [b.id for b in bases], depth)
+                    bm25 = fts.search(
+                        session, query, [b.id for b in bases], depth, stats=self.index_stats
+                    )
             except BaseException:
                 if pending is not None:
                     wait([pending])  # never leave it running past this search
@@ -169,7 +185,7 @@ class KnowledgeSearcher:
                 [[c for c, _ in bm25], [c for c, _ in dense]], list(weights or self.weights)
             )
             ranked = fused
-        return self._hits(ranked[:k])
+        return self._hits(ranked[:k], {b.id for b in bases})
 
     def _dense(
         self, bases: Sequence[KnowledgeBase], query: str, depth: int
@@ -204,7 +220,7 @@ class KnowledgeSearcher:
             }
         return [(c, s) for c, s in ranked if c in keep]
 
-    def _hits(self, ranked: Sequence[tuple[int, float]]) -> list[SearchHit]:
+    def _hits(self, ranked: Sequence[tuple[int, float]], kb_ids: set[str]) -> list[SearchHit]:
         if not ranked:
             return []
         ids = [c for c, _ in ranked]
@@ -222,6 +238,8 @@ class KnowledgeSearcher:
             if chunk_id not in rows:  # deleted between ranking and loading
                 continue
             chunk, doc = rows[chunk_id]
+            if doc.kb_id not in kb_ids:  # never past the bases searched, whatever an index says
+                continue
             hits.append(
                 SearchHit(
                     chunk_id=str(chunk.id),
@@ -248,23 +266,21 @@ class KnowledgeSearcher:
         latency: float,
         hit_count: int,
     ) -> None:
-        with self.service.db.write() as session:
-            session.add(
-                KnowledgeSearch(
-                    user_id=user.id,
-                    kb_ids=",".join(b.id for b in bases),
-                    query=query,
-                    mode=mode,
-                    latency_ms=round(latency, 3),
-                    hit_count=hit_count,
-                    created_at=now(),
-                )
-            )
+        self.search_log.add(
+            user_id=user.id,
+            kb_ids=",".join(b.id for b in bases),
+            query=query,
+            mode=mode,
+            latency_ms=round(latency, 3),
+            hit_count=hit_count,
+            created_at=now(),
+        )
 
     # --- analytics ------------------------------------------------------------------------
 
     def slowest(self, limit: int = 20) -> list[KnowledgeSearch]:
         """The slowest logged searches, slowest first."""
+        self.search_log.flush()
         with self.service.db.read() as session:
             return list(
                 session.scalars(
@@ -274,6 +290,7 @@ class KnowledgeSearcher:
 
     def zero_hits(self, limit: int = 20) -> list[KnowledgeSearch]:
         """The latest searches that found nothing, newest first."""
+        self.search_log.flush()
         with self.service.db.read() as session:
             return list(
                 session.scalars(
