@@ -5,7 +5,8 @@ asserted; it prints a table and ratios:
 
 - start-up: median wall time of ``python -c pass`` (goal: ≤ 2× bare);
 - CPU task: a ~100 ms pure-Python loop, whole-run wall time and the loop's own time measured
-  inside (goal: ≤ 1.05× bare — isolation should not slow computation);
+  inside (goal: ≤ 1.05× bare — isolation should not slow computation); also as the median of
+  the per-round ratios (each round runs bare and every backend back to back);
 - throughput: runs/s of ``python -c pass`` with 2 and 8 concurrent executions;
 - the start-up of a run under ``network=allowlist`` (one allowed destination, not contacted):
   what the relay costs.
@@ -118,7 +119,7 @@ async def main(runs: int) -> None:
             if info.allowlist:
                 relayed[info.name] = sandbox_runner(info.name, Path(tmp), allowlist=True)
         net_start = await interleaved(relayed, [PYTHON, "-c", "pass"], runs)
-        cpu = await interleaved(runners, [PYTHON, "-c", CPU_TASK], max(5, runs // 2))
+        cpu = await interleaved(runners, [PYTHON, "-c", CPU_TASK], max(5, runs))
         rows: dict[str, dict[str, float]] = {}
         for name, run in runners.items():
             rows[name] = {
@@ -144,6 +145,12 @@ async def main(runs: int) -> None:
         "goals: start-up ≤ 2.00× bare; CPU task ≤ 1.05× bare ('task ms': the work timed "
         "inside the process; 'cpu wall ms': the whole run, start-up included)"
     )
+    # Each round ran bare and every backend back to back: the median of the per-round ratios
+    # cancels what drifts between rounds (another tenant's load, CPU frequency).
+    inner = {name: [float(o.split()[0]) for o in outs] for name, (_, outs) in cpu.items()}
+    for name in backends:
+        paired = statistics.median(b / a for a, b in zip(inner["bare"], inner[name], strict=True))
+        print(f"CPU task, paired per round (median of {name}/bare): {paired:.3f}×")
     net_base = net_start["bare"][0]
     for name, (wall, _) in net_start.items():
         if name != "bare":
