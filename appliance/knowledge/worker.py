@@ -17,19 +17,20 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 
 from appliance.errors import EnclaveError
-from appliance.knowledge import fts
+from appliance.knowledge import fts, parse_batch
 from appliance.knowledge.models import (
     KnowledgeBase,
     KnowledgeChunk,
     KnowledgeDocument,
     KnowledgeJob,
 )
+from appliance.knowledge.parse_batch import PARSE_STAGES
 from appliance.knowledge.service import KnowledgeService, now
 from engine.knowledge import (
     ChunkingOptions,
@@ -44,7 +45,6 @@ from engine.knowledge.errors import MalwareDetected
 
 log = structlog.get_logger(__name__)
 
-PARSE_STAGES = ("queued", "checking", "parsing")
 _SPOOL_BYTES = 32 * 1024 * 1024
 
 
@@ -149,25 +149,30 @@ class IngestWorker:
     # --- one step -------------------------------------------------------------------------
 
     def run_once(self) -> bool:
-        """Do one unit of work (a document's parse, or one embedding batch); False when idle."""
-        with self.db.read() as session:
-            job = session.scalar(
-                select(KnowledgeJob)
-                .where(
-                    KnowledgeJob.kind == "ingest",
-                    KnowledgeJob.state.in_(("queued", "running")),
-                    KnowledgeJob.stage.in_(PARSE_STAGES),
-                )
-                .order_by(KnowledgeJob.created_at, KnowledgeJob.id)
-                .limit(1)
-            )
+        """Do one unit of work (the parse of a batch of small documents or of one larger
+        document, or one embedding batch); False when idle."""
+        queued = parse_batch.queued_parses(self)
         try:
-            if job is not None:
-                self._ingest(job)
+            if queued:
+                small = []
+                for job, doc in queued:
+                    if not parse_batch.batchable(job, doc):
+                        break
+                    assert doc is not None
+                    small.append((job, doc))
+                if small:
+                    parse_batch.parse_batch(self, small)
+                else:
+                    self._ingest(queued[0][0])
                 return True
             return self._embed_batch()
         except _Interrupted:
             return False  # stopping: the job stays where it is and resumes at the next start
+
+    def stopping(self) -> None:
+        """Raise :class:`_Interrupted` when the worker has been asked to stop."""
+        if self._stop.is_set():
+            raise _Interrupted()
 
     # --- parsing --------------------------------------------------------------------------
 
@@ -370,9 +375,8 @@ class IngestWorker:
                         KnowledgeChunk.text,
                         KnowledgeChunk.section,
                     )
-                    .where(KnowledgeChunk.embedded.is_(False))
+                    .where(KnowledgeChunk.id.in_(self._unembedded()))
                     .order_by(KnowledgeChunk.id)
-                    .limit(self.embed_batch)
                 )
             )
         if not rows:
@@ -385,6 +389,19 @@ class IngestWorker:
             if self._stop.is_set():
                 raise _Interrupted()
         return True
+
+    def _unembedded(self) -> Any:
+        """The next batch's chunk ids: through the (base, embedded) index, base by base, so
+        that finding them does not read every chunk already embedded (a scan in id order)."""
+        return (
+            select(KnowledgeChunk.id)
+            .where(
+                KnowledgeChunk.kb_id.in_(select(KnowledgeBase.id)),
+                KnowledgeChunk.embedded.is_(False),
+            )
+            .order_by(KnowledgeChunk.id)
+            .limit(self.embed_batch)
+        )
 
     def _embed_kb(self, kb_id: str, items: list[tuple[int, str]]) -> None:
         with self.db.read() as session:
@@ -410,39 +427,53 @@ class IngestWorker:
 
     def _progress(self, session: Any, kb: KnowledgeBase, chunk_ids: list[int]) -> None:
         """Update the jobs whose chunks were just embedded; finish what is complete."""
-        docs = set(
-            session.scalars(
-                select(KnowledgeChunk.document_id).where(KnowledgeChunk.id.in_(chunk_ids))
+        docs = select(KnowledgeChunk.document_id).where(KnowledgeChunk.id.in_(chunk_ids))
+        counts = session.execute(
+            select(
+                KnowledgeChunk.document_id,
+                func.count().filter(KnowledgeChunk.embedded.is_(True)),
+                func.count(),
             )
-        )
-        for doc_id in docs:
-            embedded, total = session.execute(
-                select(func.count().filter(KnowledgeChunk.embedded.is_(True)), func.count()).where(
-                    KnowledgeChunk.document_id == doc_id
-                )
-            ).one()
-            finished = embedded >= total
+            .where(KnowledgeChunk.document_id.in_(docs.distinct()))
+            .group_by(KnowledgeChunk.document_id)
+        ).all()
+        stamp = now()
+        # One statement for all the batch's jobs (executemany), one for finished documents.
+        jobs = cast(Table, KnowledgeJob.__table__)
+        rows = [
+            {
+                "doc": doc_id,
+                "n_done": embedded,
+                "n_total": total,
+                "n_state": "done" if embedded >= total else "running",
+                "n_stage": "done" if embedded >= total else "embedding",
+            }
+            for doc_id, embedded, total in counts
+        ]
+        if rows:
             session.execute(
-                update(KnowledgeJob)
+                jobs.update()
                 .where(
-                    KnowledgeJob.document_id == doc_id,
-                    KnowledgeJob.kind == "ingest",
-                    KnowledgeJob.state == "running",
+                    jobs.c.document_id == bindparam("doc"),
+                    jobs.c.kind == "ingest",
+                    jobs.c.state == "running",
                 )
                 .values(
-                    done=embedded,
-                    total=total,
-                    state="done" if finished else "running",
-                    stage="done" if finished else "embedding",
-                    updated_at=now(),
-                )
+                    done=bindparam("n_done"),
+                    total=bindparam("n_total"),
+                    state=bindparam("n_state"),
+                    stage=bindparam("n_stage"),
+                    updated_at=stamp,
+                ),
+                rows,
             )
-            if finished:
-                session.execute(
-                    update(KnowledgeDocument)
-                    .where(KnowledgeDocument.id == doc_id, KnowledgeDocument.status == "indexed")
-                    .values(status="ready", updated_at=now())
-                )
+        finished = [r["doc"] for r in rows if r["n_state"] == "done"]
+        if finished:
+            session.execute(
+                update(KnowledgeDocument)
+                .where(KnowledgeDocument.id.in_(finished), KnowledgeDocument.status == "indexed")
+                .values(status="ready", updated_at=stamp)
+            )
         if kb.pending_embedder:
             self._reembed_progress(session, kb)
 
