@@ -5,6 +5,7 @@ jobs and the search log. The FTS5 index over chunk text is a virtual table made 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     BigInteger,
@@ -21,6 +22,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from appliance.identity.models import UtcDateTime
 from appliance.store.schema import Base, utcnow
+
+if TYPE_CHECKING:
+    from engine.knowledge import Chunk
 
 
 class KnowledgeBase(Base):
@@ -97,6 +101,21 @@ class KnowledgeChunk(Base):
     char_start: Mapped[int] = mapped_column(Integer, nullable=False)
     char_end: Mapped[int] = mapped_column(Integer, nullable=False)
     embedded: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+    @classmethod
+    def from_chunk(cls, document_id: str, kb_id: str, chunk: Chunk) -> KnowledgeChunk:
+        """The row of one chunk the chunker made, not yet embedded."""
+        return cls(
+            document_id=document_id,
+            kb_id=kb_id,
+            ordinal=chunk.ordinal,
+            text=chunk.text,
+            page=chunk.page,
+            section=chunk.section,
+            char_start=chunk.start,
+            char_end=chunk.end,
+            embedded=False,
+        )
 
 
 class KnowledgeJob(Base):

@@ -61,6 +61,19 @@ class _Outcome:
     error: tuple[str, str, bool] | None = None  # code, message, quarantine
 
 
+def failure_of(exc: Exception, job_id: str) -> tuple[str, str, bool]:
+    """(error code, message, quarantine?) for a document whose checks or parsing raised ``exc``
+    — the batch's and the single path's one rule."""
+    if isinstance(exc, IngestError):
+        return exc.code, exc.message, isinstance(exc, MalwareDetected)
+    if isinstance(exc, EnclaveError):
+        return exc.code, exc.message, False
+    # A third-party parser tripping over a hostile file (pypdf, python-docx... raise all
+    # sorts): the file's fault, reported as damage; the worker carries on.
+    log.warning("knowledge.parser_crashed", job=job_id, error=type(exc).__name__, exc_info=True)
+    return "file_corrupt", f"The file could not be parsed ({type(exc).__name__}).", False
+
+
 def batchable(job: KnowledgeJob, doc: KnowledgeDocument | None) -> bool:
     """Whether the job may join a batch: a queued ingest of a small, existing document."""
     return doc is not None and job.state == "queued" and doc.size <= SMALL_BYTES
@@ -108,11 +121,7 @@ def parse_batch(worker: IngestWorker, jobs: list[tuple[KnowledgeJob, KnowledgeDo
         return
     try:
         cancelled, stale = _commit(worker, outcomes)
-    except EnclaveError as exc:
-        log.warning("knowledge.batch_redone", documents=len(outcomes), code=exc.code)
-        _one_by_one(worker, outcomes)
-        return
-    except Exception:
+    except Exception:  # e.g. disk full: each document again alone, so the failure is its own
         log.warning("knowledge.batch_redone", documents=len(outcomes), exc_info=True)
         _one_by_one(worker, outcomes)
         return
@@ -147,19 +156,8 @@ def _parse_one(
                     raise _TooBig()
     except _TooBig:
         raise
-    except IngestError as exc:
-        outcome.error = (exc.code, exc.message, isinstance(exc, MalwareDetected))
-    except EnclaveError as exc:
-        outcome.error = (exc.code, exc.message, False)
-    except Exception as exc:
-        # A third-party parser tripping over a hostile file: the file's fault (as in the
-        # single path), reported as damage; the others in the batch carry on.
-        log.warning("knowledge.parser_crashed", job=job.id, error=type(exc).__name__, exc_info=True)
-        outcome.error = (
-            "file_corrupt",
-            f"The file could not be parsed ({type(exc).__name__}).",
-            False,
-        )
+    except Exception as exc:  # the file's own failure; the others in the batch carry on
+        outcome.error = failure_of(exc, job.id)
     if outcome.error is not None:
         outcome.chunks = []
     return outcome
@@ -208,21 +206,7 @@ def _commit(
         if stale:
             fts.delete(session, [cid for ids in stale.values() for cid in ids])
             session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.document_id.in_(kept_ids)))
-        rows = [
-            KnowledgeChunk(
-                document_id=o.doc.id,
-                kb_id=o.doc.kb_id,
-                ordinal=c.ordinal,
-                text=c.text,
-                page=c.page,
-                section=c.section,
-                char_start=c.start,
-                char_end=c.end,
-                embedded=False,
-            )
-            for o in kept
-            for c in o.chunks
-        ]
+        rows = [KnowledgeChunk.from_chunk(o.doc.id, o.doc.kb_id, c) for o in kept for c in o.chunks]
         if rows:
             session.add_all(rows)
             session.flush()

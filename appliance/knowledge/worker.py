@@ -30,18 +30,16 @@ from appliance.knowledge.models import (
     KnowledgeDocument,
     KnowledgeJob,
 )
-from appliance.knowledge.parse_batch import PARSE_STAGES
+from appliance.knowledge.parse_batch import PARSE_STAGES, failure_of
 from appliance.knowledge.service import KnowledgeService, now
 from engine.knowledge import (
     ChunkingOptions,
     Embedder,
-    IngestError,
     IngestLimits,
     Scanner,
     chunk_sections,
     extract,
 )
-from engine.knowledge.errors import MalwareDetected
 
 log = structlog.get_logger(__name__)
 
@@ -215,23 +213,11 @@ class IngestWorker:
         except _Gone as gone:
             self._cancelled(job, cancel=bool(gone.args))
             return
-        except IngestError as exc:
-            self._failed(job, exc.code, exc.message, quarantine=isinstance(exc, MalwareDetected))
-            return
-        except EnclaveError as exc:
-            self._failed(job, exc.code, exc.message)
-            return
         except _Interrupted:
             raise
         except Exception as exc:
-            # A third-party parser tripping over a hostile file (pypdf, python-docx... raise
-            # all sorts): the file's fault, reported as damage; the worker carries on.
-            log.warning(
-                "knowledge.parser_crashed", job=job.id, error=type(exc).__name__, exc_info=True
-            )
-            self._failed(
-                job, "file_corrupt", f"The file could not be parsed ({type(exc).__name__})."
-            )
+            code, message, quarantine = failure_of(exc, job.id)
+            self._failed(job, code, message, quarantine=quarantine)
             return
         self.wake()
 
@@ -257,19 +243,7 @@ class IngestWorker:
             batch: list[KnowledgeChunk] = []
             total = 0
             for chunk in chunk_sections(extracted.sections, self.chunking):
-                batch.append(
-                    KnowledgeChunk(
-                        document_id=doc.id,
-                        kb_id=doc.kb_id,
-                        ordinal=chunk.ordinal,
-                        text=chunk.text,
-                        page=chunk.page,
-                        section=chunk.section,
-                        char_start=chunk.start,
-                        char_end=chunk.end,
-                        embedded=False,
-                    )
-                )
+                batch.append(KnowledgeChunk.from_chunk(doc.id, doc.kb_id, chunk))
                 if len(batch) >= self.parse_batch:
                     total += self._store(job.id, batch)
                     batch = []
