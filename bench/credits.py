@@ -142,18 +142,23 @@ def frames_per_call(app: Appliance, home: Path, pairs: int = 200) -> tuple[float
     meter = app.services.metering.meter
     wal = home / "enclave.db-wal"
 
-    def pragma(sql: str) -> None:  # on the writer's connection, outside any transaction
+    def pragma(sql: str) -> None:  # on the raw writer's connection (the meter's), in a tx
+        with app.db.write_dbapi() as cursor:
+            cursor.execute(sql)
+            cursor.fetchall()
+
+    def checkpoint() -> None:  # outside any transaction, on the writer pool's connection
         raw = app.db.writer.raw_connection()
         try:
             cursor = raw.driver_connection.cursor()
-            cursor.execute(sql)
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             cursor.fetchall()
             cursor.close()
         finally:
             raw.close()
 
     pragma("PRAGMA wal_autocheckpoint = 0")
-    pragma("PRAGMA wal_checkpoint(TRUNCATE)")
+    checkpoint()
     page = 4096 + 24
     reserve = settle = 0
     try:

@@ -30,6 +30,22 @@ def _is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def _configure(dbapi_conn: Any, pragma_key: str, busy_timeout_ms: int) -> None:
+    """Key a new SQLCipher connection and set what every connection of ours runs with."""
+    # Take transaction control from the driver so BEGIN is ours (SQLAlchemy's recipe).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    try:
+        # PRAGMA takes no bound parameters; the literal is hex of our own key bytes.
+        cur.execute(f'PRAGMA key = "{pragma_key}"')
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cur.close()
+
+
 def _sqlcipher_engine(path: Path, dek: DataKey, busy_timeout_ms: int, immediate: bool) -> Engine:
     engine = create_engine(
         f"sqlite:///{path}",
@@ -42,18 +58,7 @@ def _sqlcipher_engine(path: Path, dek: DataKey, busy_timeout_ms: int, immediate:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Take transaction control from the driver so BEGIN is ours (SQLAlchemy's recipe).
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        try:
-            # PRAGMA takes no bound parameters; the literal is hex of our own key bytes.
-            cur.execute(f'PRAGMA key = "{pragma_key}"')
-            cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            cur.execute("PRAGMA journal_mode = WAL")
-            cur.execute("PRAGMA synchronous = NORMAL")
-            cur.execute("PRAGMA foreign_keys = ON")
-        finally:
-            cur.close()
+        _configure(dbapi_conn, pragma_key, busy_timeout_ms)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -86,6 +91,8 @@ class Database:
             self.url = f"sqlite:///{path}"
             self.reader = _sqlcipher_engine(path, dek, busy_timeout_ms, immediate=False)
             self.writer = _sqlcipher_engine(path, dek, busy_timeout_ms, immediate=True)
+            self._raw_args = (str(path), dek.sqlcipher_pragma_value(), busy_timeout_ms)
+        self._raw: Any = None  # the raw writer's connection (write_dbapi), opened on first use
         self._read_sessions = sessionmaker(self.reader, expire_on_commit=False)
         self._write_sessions = sessionmaker(self.writer, expire_on_commit=False)
         # Which tables each committed write changed (caches such as credentials subscribe).
@@ -146,34 +153,39 @@ class Database:
 
     @contextmanager
     def write_dbapi(self) -> Iterator[Any]:
-        """A DB-API cursor of the writer inside one ``BEGIN IMMEDIATE`` transaction, without a
-        Session: for hot paths (the credit meter), where SQLAlchemy's per-statement work costs
-        several times what SQLite does. Embedded SQLite only; serialised with :meth:`write` by
-        the same lock, committed on success, rolled back on error. Not for use inside
-        :meth:`write` on the same thread (join that transaction through its session instead).
-        Like every write outside :meth:`write`, it is not reported to :attr:`commits`: the
-        caller owns any cache over the tables it writes.
+        """A DB-API cursor inside one ``BEGIN IMMEDIATE`` transaction, without a Session: for
+        hot paths (the credit meter), where SQLAlchemy's per-statement work costs several
+        times what SQLite does. Embedded SQLite only; serialised with :meth:`write` by the same
+        lock, committed on success, rolled back on error. Not for use inside :meth:`write` on
+        the same thread (join that transaction through its session instead). Like every write
+        outside :meth:`write`, it is not reported to :attr:`commits`: the caller owns any cache
+        over the tables it writes.
+
+        It runs on a connection of its own, not the writer pool's: the driver keeps each
+        connection's prepared statements in a cache that favours the most used ones and
+        evicts the newest when full, so on the pool's connection (hundreds of statements seen
+        since start-up) the few hot statements here evicted each other and were compiled
+        again on every call. Here they stay prepared.
         """
         if not self.is_sqlite:
             raise StorageError("Raw write transactions are for the embedded database only.")
         if self.in_write() or getattr(self._unit, "raw", False):
             raise RuntimeError("write_dbapi() inside a write on this thread: use the open one")
         with self._write_lock:
-            raw = self.writer.raw_connection()  # the writer pool's one connection
             self._unit.raw = True
             try:
-                driver = raw.driver_connection
-                if driver is None:  # the pool invalidated it (e.g. after a driver error)
-                    raise StorageError("The database connection was lost; try again.")
-                cur = driver.cursor()
+                conn = self._raw if self._raw is not None else self._open_raw()
+                cur = conn.cursor()
                 try:
                     cur.execute("BEGIN IMMEDIATE")
                     try:
                         yield cur
-                        cur.execute("COMMIT")
+                        # The connection's commit(), not an executed "COMMIT": after one, the
+                        # driver compiles the transaction's statements again the next time.
+                        conn.commit()
                     except BaseException:
-                        if driver.in_transaction:
-                            cur.execute("ROLLBACK")
+                        if conn.in_transaction:
+                            self._rollback_raw(conn)
                         raise
                 finally:
                     cur.close()
@@ -181,7 +193,29 @@ class Database:
                 raise _map_message(str(exc)) from exc
             finally:
                 self._unit.raw = False
-                raw.close()  # back to the pool
+
+    def _open_raw(self) -> Any:
+        path, pragma_key, busy_timeout_ms = self._raw_args
+        conn = sqlcipher.connect(path, check_same_thread=False, timeout=busy_timeout_ms / 1000)
+        try:
+            _configure(conn, pragma_key, busy_timeout_ms)
+        except BaseException:
+            conn.close()
+            raise
+        self._raw = conn
+        return conn
+
+    def _rollback_raw(self, conn: Any) -> None:
+        """Roll back; a connection that cannot is closed (the next call opens a new one)."""
+        try:
+            conn.rollback()
+        except sqlcipher.Error:
+            self._close_raw()
+
+    def _close_raw(self) -> None:
+        conn, self._raw = self._raw, None
+        if conn is not None:
+            conn.close()
 
     def run_write(self, fn: Callable[[Session], T]) -> T:
         """Run ``fn`` in one write transaction and return its result."""
@@ -227,6 +261,7 @@ class Database:
         """Re-encrypt the whole database file under ``new`` (SQLCipher ``PRAGMA rekey``)."""
         with self._write_lock:
             self.reader.dispose()
+            self._close_raw()  # keyed with the old key
             raw = self.writer.raw_connection()
             try:
                 cur = raw.cursor()
@@ -238,9 +273,10 @@ class Database:
             self.dispose()
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every connection (the pools' and the raw writer's)."""
         self.reader.dispose()
         self.writer.dispose()
+        self._close_raw()
 
 
 def _map_operational(exc: OperationalError) -> StorageError:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlcipher3.dbapi2 as sqlcipher
 
 from appliance import Appliance
 from appliance.credits.errors import BudgetExceeded, CreditsExhausted
@@ -205,3 +206,31 @@ def test_prices_apply_most_specific_first(metering: Metering) -> None:
     assert metering.prices.for_model("local", "x") == DEFAULT_LOCAL
     names = {p["name"] for p in metering.prices.list()}
     assert {"remote/gpt", "remote/*", "local/*", "tool/*"} <= names
+
+
+def test_reserve_and_settle_statements_stay_compiled(
+    appliance: Appliance, metering: Metering
+) -> None:
+    """The meter's statements are compiled once, not in every transaction. SQLite asks a
+    connection's authorizer while it compiles a statement (never when it runs one); on the
+    writer pool's connection, or after an executed COMMIT, the driver compiled each of them
+    again on every call."""
+    compiled: list[tuple[int, str | None]] = []
+
+    def authorizer(action: int, arg1: str | None, *_: Any) -> int:
+        if action != sqlcipher.SQLITE_TRANSACTION:  # commit() compiles its COMMIT every time
+            compiled.append((action, arg1))
+        return sqlcipher.SQLITE_OK
+
+    with appliance.db.write_dbapi() as cursor:
+        cursor.connection.set_authorizer(authorizer)  # also expires what was compiled
+    try:
+        for _ in range(2):  # the first pair compiles each statement once more
+            metering.meter.settle(_reserve(metering, max_tokens=10).id, 5, 5)
+        compiled.clear()
+        for _ in range(10):
+            metering.meter.settle(_reserve(metering, max_tokens=10).id, 5, 5)
+        assert compiled == []
+    finally:
+        with appliance.db.write_dbapi() as cursor:
+            cursor.connection.set_authorizer(None)

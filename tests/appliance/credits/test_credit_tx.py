@@ -42,3 +42,36 @@ def test_a_nested_write_fails_at_once_instead_of_hanging(tmp_path: Path) -> None
             cursor.execute("SELECT 1")
     finally:
         app.seal()
+
+
+def test_the_raw_writer_rolls_back_reopens_and_follows_a_rekey(tmp_path: Path) -> None:
+    """The raw path's own connection: a failed transaction leaves the data as it was and the
+    connection usable; dispose() closes it and the next write opens it again; a rekey closes
+    it first (it holds the old key) and the database opened under the new key writes."""
+    app = Appliance(make_settings(tmp_path / "home"))
+    app.initialise(PASSPHRASE)
+    update = "UPDATE license_clock SET checked_at = ? WHERE id = 1"
+    read = "SELECT checked_at FROM license_clock WHERE id = 1"
+    try:
+        with app.db.write_dbapi() as cursor:
+            cursor.execute(
+                "INSERT OR REPLACE INTO license_clock (id, high_water, checked_at) VALUES (1, ?, ?)",
+                ("2026-01-01 00:00:00.000000", "2026-01-01 00:00:00.000000"),
+            )
+        with pytest.raises(ZeroDivisionError), app.db.write_dbapi() as cursor:
+            cursor.execute(update, ("2030-01-01 00:00:00.000000",))
+            _ = 1 / 0
+        with app.db.write_dbapi() as cursor:
+            assert cursor.execute(read).fetchone() == ("2026-01-01 00:00:00.000000",)
+            first = cursor.connection
+        app.db.dispose()
+        with app.db.write_dbapi() as cursor:
+            assert cursor.connection is not first
+            cursor.execute(update, ("2026-02-01 00:00:00.000000",))
+        app.rekey(PASSPHRASE, None, actor="test")
+        with app.db.write_dbapi() as cursor:
+            cursor.execute(update, ("2026-03-01 00:00:00.000000",))
+        with app.db.write_dbapi() as cursor:
+            assert cursor.execute(read).fetchone() == ("2026-03-01 00:00:00.000000",)
+    finally:
+        app.seal()
