@@ -1,10 +1,11 @@
 """Usage analytics with DuckDB: who spent what, when it runs out, and how to spend less.
 
 ``calls`` counts model calls: a call's token counts sit on its first ``settle`` entry only (a
-charge beyond the reservation is a second entry without them; tool time has none).
+charge beyond the reservation is a second entry without them; tool time has none). What a
+call reserved is on its settle entry too: the charge plus ``released``, the rest given back.
 
 DuckDB cannot open the SQLCipher file, so the rows move over as Arrow tables: the ledger's
-charges (``settle`` entries), reservations and group memberships are read through the normal
+charges (``settle`` entries), users and group memberships are read through the normal
 encrypted connection, handed to an in-memory DuckDB as Arrow, and queried there; nothing is
 written to disk in clear.
 """
@@ -24,7 +25,7 @@ import pyarrow as pa
 from sqlalchemy import select
 
 from appliance.credits.meter import CreditMeter
-from appliance.credits.models import CreditLedgerEntry, CreditReservation
+from appliance.credits.models import CreditLedgerEntry
 from appliance.errors import InvalidRequest
 from appliance.identity.models import Group, GroupMember, User
 from appliance.licensing.document import micro_to_credits
@@ -73,11 +74,13 @@ REMOTE_AGENTS = """
     FROM charges WHERE provider NOT IN ('local', 'tool') AND prompt_tokens IS NOT NULL
     GROUP BY 1, 2 HAVING count(*) >= 3 ORDER BY amount DESC
 """
+# Settles that closed a hold carry what it held beyond the charge (``released``; settles
+# written before migration 0012 have none and are not counted here).
 OVER_RESERVED = """
-    SELECT coalesce(r.agent_id, '(none)') AS agent, r.provider || '/' || r.model AS model,
-           count(*) AS calls, sum(r.amount) AS reserved, sum(s.amount) AS settled
-    FROM reservations r JOIN charges s ON s.reservation_id = r.id
-    GROUP BY 1, 2 HAVING count(*) >= 5 AND sum(s.amount) * 4 < sum(r.amount)
+    SELECT coalesce(agent_id, '(none)') AS agent, provider || '/' || model AS model,
+           count(*) AS calls, sum(amount + released) AS reserved, sum(amount) AS settled
+    FROM charges WHERE released IS NOT NULL
+    GROUP BY 1, 2 HAVING count(*) >= 5 AND sum(amount) * 4 < sum(amount + released)
     ORDER BY reserved DESC
 """
 STATEMENT = """
@@ -147,7 +150,7 @@ class UsageAnalytics:
             CreditLedgerEntry.prompt_tokens,
             CreditLedgerEntry.completion_tokens,
             CreditLedgerEntry.amount,
-            CreditLedgerEntry.reservation_id,
+            CreditLedgerEntry.released,
         ).where(CreditLedgerEntry.kind == "settle")
         if since is not None:
             charges = charges.where(CreditLedgerEntry.created_at >= since)
@@ -155,15 +158,6 @@ class UsageAnalytics:
             charges = charges.where(CreditLedgerEntry.created_at < until)
         with self.db.read() as session:
             rows = session.execute(charges).all()
-            reservations = session.execute(
-                select(
-                    CreditReservation.id,
-                    CreditReservation.agent_id,
-                    CreditReservation.provider,
-                    CreditReservation.model,
-                    CreditReservation.amount,
-                )
-            ).all()
             members = session.execute(select(GroupMember.group_id, GroupMember.user_id)).all()
             groups = session.execute(select(Group.id, Group.name)).all()
             users = session.execute(select(User.id, User.username)).all()
@@ -180,24 +174,11 @@ class UsageAnalytics:
                     "prompt_tokens": pa.array([r[5] for r in rows], pa.int64()),
                     "completion_tokens": pa.array([r[6] for r in rows], pa.int64()),
                     "amount": pa.array([r[7] for r in rows], pa.int64()),
-                    "reservation_id": pa.array([r[8] for r in rows], pa.string()),
+                    "released": pa.array([r[8] for r in rows], pa.int64()),
                 }
             ),
         )
         text, integer = pa.string(), pa.int64()
-        con.register(
-            "reservations",
-            _arrow(
-                reservations,
-                (
-                    ("id", text),
-                    ("agent_id", text),
-                    ("provider", text),
-                    ("model", text),
-                    ("amount", integer),
-                ),
-            ),
-        )
         con.register("members", _arrow(members, (("group_id", integer), ("user_id", integer))))
         con.register("groups", _arrow(groups, (("id", integer), ("name", text))))
         con.register("users", _arrow(users, (("id", integer), ("username", text))))

@@ -31,7 +31,7 @@ from appliance.credits.models import CreditLedgerEntry
 from appliance.credits.notifications import notify
 from appliance.credits.prices import PriceTable
 from appliance.credits.tx import Tx, as_tx, write_tx
-from appliance.errors import EnclaveError, NotFound
+from appliance.errors import EnclaveError
 from appliance.licensing.document import LicensePayload, VoucherPayload, micro_to_credits
 from appliance.licensing.errors import LicenseReadOnly, VoucherAlreadyRedeemed
 from appliance.licensing.service import LicenseService
@@ -205,19 +205,21 @@ class CreditMeter:
     def settle(self, hold_id: str, prompt_tokens: int, completion_tokens: int) -> int:
         """Charge the real usage of a reserved call and release the rest; returns the charge.
 
-        A reservation already released (it expired) is charged directly, as far as the free
-        balance goes (the shortfall is recorded). Settling twice changes nothing."""
+        A reservation the expiry sweep already released is charged directly, as far as the
+        free balance goes (the shortfall is recorded). A hold already settled or released (or
+        never made) is no longer held: settling it changes nothing and returns 0."""
         now = self._clock()
 
         def write(tx: Tx) -> int:
-            # The usual case in one statement: an open hold is closed and read back at once.
-            row = tx.one(CLOSE_OPEN_SQL, {"id": hold_id})
+            # The usual case in one statement: the open hold is taken (deleted) and read back.
+            row = tx.one(TAKE_OPEN_SQL, {"id": hold_id})
             if row is not None:
-                res = _Held(row[0], row[1], "open", *row[3:])
+                res = _Held(*row)
             else:
-                res = _reservation(tx, hold_id)
-                if res.state == "settled":
+                expired = tx.one(EXPIRED_HOLD_SQL, {"id": hold_id})
+                if expired is None:
                     return 0
+                res = _Held(*expired)
             cost = self.prices.for_model(res.provider, res.model).tokens_cost(
                 prompt_tokens, completion_tokens
             )
@@ -258,8 +260,8 @@ class CreditMeter:
                         **fields,
                     )
                 charged += direct
-            if res.state != "open":  # the open hold was closed by CLOSE_OPEN_SQL
-                tx.run(STATE_SQL, {"id": hold_id, "state": "settled"})
+            if res.state != "open":  # charged now: the expired hold is done with
+                tx.run(DROP_SQL, {"id": hold_id})
             self.budgets.after_charge(tx, res.user_id, now)
             self._notify_low(tx, tail.available, now)
             return charged
@@ -271,13 +273,13 @@ class CreditMeter:
         now = self._clock()
 
         def write(tx: Tx) -> None:
-            res = _reservation(tx, hold_id)
-            if res.state == "open":
-                self._release_in(tx, res, now, reason)
+            row = tx.one(TAKE_OPEN_SQL, {"id": hold_id})
+            if row is not None:
+                self._release_entry(tx, _Held(*row), now, reason)
 
         self._writes.run(write)
 
-    def _release_in(self, tx: Tx, res: _Held, now: datetime, reason: str) -> None:
+    def _release_entry(self, tx: Tx, res: _Held, now: datetime, reason: str) -> None:
         tail = ledger.read_tail(tx)
         ledger.append(
             tx,
@@ -290,19 +292,19 @@ class CreditMeter:
             details=json.dumps({"reason": reason}),
             **res.fields(),
         )
-        state = "released" if reason == "released" else "expired"
-        tx.run(STATE_SQL, {"id": res.id, "state": state})
 
     def expire_stale(self) -> int:
-        """Release every open reservation past its expiry (left by a crash); returns how many."""
+        """Release every open reservation past its expiry (left by a crash); returns how many.
+        Each is kept as ``expired`` for :data:`EXPIRED_KEPT` (a late settle still charges it);
+        older expired holds are deleted here."""
         now = self._clock()
         with write_tx(self.db) as tx:
-            rows = tx.all(
-                EXPIRED_SQL,
-                {"now": tx.time(now)},
-            )
+            rows = tx.all(STALE_SQL, {"now": tx.time(now)})
             for row in rows:
-                self._release_in(tx, _Held(*row), now, "expired")
+                res = _Held(*row)
+                self._release_entry(tx, res, now, "expired")
+                tx.run(EXPIRE_SQL, {"id": res.id})
+            tx.run(FORGET_SQL, {"before": tx.time(now - EXPIRED_KEPT)})
         return len(rows)
 
     def charge_tool(
@@ -477,11 +479,9 @@ class _Held:
         return _call_fields(self.principal, self.user_id, self.agent_id, self.provider, self.model)
 
 
-HELD_SQL = (
-    "SELECT id, amount, state, principal, user_id, agent_id, provider, model "
-    "FROM credit_reservation WHERE id = :id"
-)
-EXPIRED_SQL = (
+# The reservation table holds only open holds and, for EXPIRED_KEPT, expired ones: a few rows
+# however long the history, read without an index (migration 0014).
+STALE_SQL = (
     "SELECT id, amount, state, principal, user_id, agent_id, provider, model "
     "FROM credit_reservation WHERE state = 'open' AND expires_at < :now ORDER BY created_at"
 )
@@ -494,19 +494,19 @@ TOPUP_SQL = (
     "SELECT id, balance_after - reserved_after FROM credit_ledger "
     "WHERE kind IN ('grant', 'voucher') ORDER BY id DESC LIMIT 1"
 )
-STATE_SQL = "UPDATE credit_reservation SET state = :state WHERE id = :id"
-# RETURNING gives the row as updated; it matched only an open one, so it was open.
-CLOSE_OPEN_SQL = (
-    "UPDATE credit_reservation SET state = 'settled' WHERE id = :id AND state = 'open' "
+# A settle or release takes its open hold out and reads it back in one statement.
+TAKE_OPEN_SQL = (
+    "DELETE FROM credit_reservation WHERE id = :id AND state = 'open' "
     "RETURNING id, amount, state, principal, user_id, agent_id, provider, model"
 )
-
-
-def _reservation(tx: Tx, hold_id: str) -> _Held:
-    row = tx.one(HELD_SQL, {"id": hold_id})
-    if row is None:
-        raise NotFound("There is no such reservation.")
-    return _Held(*row)
+EXPIRED_HOLD_SQL = (
+    "SELECT id, amount, state, principal, user_id, agent_id, provider, model "
+    "FROM credit_reservation WHERE id = :id AND state = 'expired'"
+)
+EXPIRE_SQL = "UPDATE credit_reservation SET state = 'expired' WHERE id = :id"
+DROP_SQL = "DELETE FROM credit_reservation WHERE id = :id"
+FORGET_SQL = "DELETE FROM credit_reservation WHERE state = 'expired' AND expires_at < :before"
+EXPIRED_KEPT = timedelta(days=30)
 
 
 def _entry_dict(entry: CreditLedgerEntry) -> dict[str, Any]:

@@ -97,23 +97,16 @@ class CreditLedgerEntry(Base):
 
 
 class CreditReservation(Base):
-    """Credits held for one model call until it settles, is released, or expires."""
+    """Credits held for one model call until it settles, is released, or expires.
+
+    Only open holds live here, and expired ones for 30 days (a settle arriving after its hold
+    expired is still charged): a settle or release deletes its hold, whose history is in the
+    ledger. The table stays as small as the number of calls in flight, so it needs no index
+    (migration 0014; docs/DESIGN.md, D-credits-open-holds)."""
 
     __tablename__ = "credit_reservation"
-    __table_args__ = (
-        # One small index over the open holds only (expiry sweep, budgets' held credits): a
-        # reservation touches it when it opens and when it closes, and it stays a page or two.
-        Index(
-            "ix_credit_reservation_open",
-            "expires_at",
-            "user_id",
-            "amount",
-            sqlite_where=text("state = 'open'"),
-            postgresql_where=text("state = 'open'"),
-        ),
-        # Keyed by its id alone: one B-tree, not a rowid table plus a key index.
-        {"sqlite_with_rowid": False},
-    )
+    # Keyed by its id alone: one B-tree, not a rowid table plus a key index.
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)

@@ -1,8 +1,9 @@
 """Migration 0012_credit_ledger_lean: the credit tables are rebuilt with partial indexes, a
 ``WITHOUT ROWID`` reservation table and the ``released`` column — every existing row, hash and
 the ledger's sequence mark survive, the old chain still verifies and grows on, the queries that
-read these tables still find an index, and a downgrade restores the old shape (or refuses when
-entries of the new form exist)."""
+read the ledger still find an index (the reservation table, open holds only since 0014, is read
+whole), and a downgrade restores the old shape (or refuses when entries of the new form
+exist)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from sqlalchemy import text
 
 from appliance.credits import ledger
 from appliance.credits.budgets import HELD_SQL, SETTLED_SQL
-from appliance.credits.meter import EXPIRED_SQL, TOPUP_SQL
+from appliance.credits.meter import STALE_SQL, TOPUP_SQL
 from appliance.credits.tx import in_clause, sqlite_time, write_tx
 from appliance.keys.secret import DataKey
 from appliance.store.database import Database
@@ -135,7 +136,8 @@ def test_upgrade_keeps_every_row_hash_and_the_sequence(old_db: tuple[Database, D
     assert current_revision(db) == head_revision()
     # The same rows (plus an empty ``released``), the same hashes: the old chain verifies.
     assert _rows(db, LEDGER_ROWS) == [(*row, None) for row in ledger_before]
-    assert _rows(db, RESERVATION_ROWS) == held_before
+    # 0014 keeps the open holds only: the settled one is in the ledger.
+    assert _rows(db, RESERVATION_ROWS) == [row for row in held_before if row[4] == "open"]
     assert ledger.verify(db, KEY) == ledger.VerifyResult(True, 5)
     assert _rows(db, SEQ) == [(5,)]
     create, indexes = _schema(db, "credit_ledger")
@@ -148,7 +150,7 @@ def test_upgrade_keeps_every_row_hash_and_the_sequence(old_db: tuple[Database, D
     }
     create, indexes = _schema(db, "credit_reservation")
     assert create.rstrip().endswith("WITHOUT ROWID")
-    assert indexes == {"ix_credit_reservation_open"}
+    assert indexes == set()
 
     # The chain grows on in the new form, and a reference still applies once.
     with write_tx(db) as tx:
@@ -185,14 +187,15 @@ def test_a_ledger_cut_off_before_the_upgrade_is_still_found(
     assert "missing" in (result.reason or "")
 
 
-def test_every_query_on_the_credit_tables_uses_an_index(old_db: tuple[Database, DataKey]) -> None:
+def test_every_ledger_query_uses_an_index_and_the_holds_are_read_whole(
+    old_db: tuple[Database, DataKey],
+) -> None:
     db, dek = old_db
     migrate(db, dek, None)
     users, params = in_clause("u", [1, 2])
     since = {"since": sqlite_time(T0)}
     plans = {
         "ix_credit_ledger_settle_user": (SETTLED_SQL.format(users=users), {**params, **since}),
-        "ix_credit_reservation_open": (HELD_SQL.format(users=users), params),
         "ix_credit_ledger_topup": (TOPUP_SQL, {}),
         "uq_credit_ledger_reference": (
             "SELECT id FROM credit_ledger WHERE reference = :r",
@@ -210,11 +213,12 @@ def test_every_query_on_the_credit_tables_uses_an_index(old_db: tuple[Database, 
                 str(r[-1]) for r in session.execute(text(f"EXPLAIN QUERY PLAN {sql}"), bound)
             )
             assert index in plan, (sql, plan)
-        expiry = " ".join(
-            str(r[-1])
-            for r in session.execute(text(f"EXPLAIN QUERY PLAN {EXPIRED_SQL}"), {"now": "x"})
-        )
-        assert "ix_credit_reservation_open (expires_at<?)" in expiry, expiry
+        # The reservation table holds only the calls in flight (0014): read whole, no index.
+        for sql, bound in ((HELD_SQL.format(users=users), params), (STALE_SQL, {"now": "x"})):
+            plan = " ".join(
+                str(r[-1]) for r in session.execute(text(f"EXPLAIN QUERY PLAN {sql}"), bound)
+            )
+            assert plan.startswith("SCAN credit_reservation"), (sql, plan)
 
 
 def _downgrade(db: Database) -> None:
