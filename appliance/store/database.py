@@ -24,6 +24,7 @@ from appliance.keys.secret import DataKey
 from appliance.store.changes import CommitFeed
 
 T = TypeVar("T")
+RAW_CLOSE_WAIT_S = 30.0  # how long dispose() waits for a raw write in flight
 
 
 def _is_sqlite(url: str) -> bool:
@@ -270,13 +271,22 @@ class Database:
                 cur.close()
             finally:
                 raw.close()
-            self.dispose()
+            path, _, busy_timeout_ms = self._raw_args
+            self._raw_args = (path, new.sqlcipher_pragma_value(), busy_timeout_ms)
+        self.dispose()
 
     def dispose(self) -> None:
-        """Close every connection (the pools' and the raw writer's)."""
+        """Close every connection (the pools' and the raw writer's). A raw transaction in flight
+        on another thread finishes first (the pools likewise close a connection in use only
+        when it comes back)."""
         self.reader.dispose()
         self.writer.dispose()
-        self._close_raw()
+        locked = self._write_lock.acquire(timeout=RAW_CLOSE_WAIT_S)
+        try:
+            self._close_raw()
+        finally:
+            if locked:
+                self._write_lock.release()
 
 
 def _map_operational(exc: OperationalError) -> StorageError:

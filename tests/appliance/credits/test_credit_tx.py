@@ -4,10 +4,13 @@ one on the same thread fails at once rather than deadlocking on the writer's loc
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.dialects import sqlite
 
 from appliance import Appliance
@@ -74,4 +77,36 @@ def test_the_raw_writer_rolls_back_reopens_and_follows_a_rekey(tmp_path: Path) -
         with app.db.write_dbapi() as cursor:
             assert cursor.execute(read).fetchone() == ("2026-03-01 00:00:00.000000",)
     finally:
+        app.seal()
+
+
+def test_dispose_lets_a_raw_write_in_flight_commit_first(tmp_path: Path) -> None:
+    app = Appliance(make_settings(tmp_path / "home"))
+    app.initialise(PASSPHRASE)
+    started, errors = threading.Event(), []
+
+    def write() -> None:
+        try:
+            with app.db.write_dbapi() as cursor:
+                started.set()
+                time.sleep(0.3)
+                cursor.execute(
+                    "INSERT OR REPLACE INTO license_clock (id, high_water) VALUES (1, ?)",
+                    ("2026-04-01 00:00:00.000000",),
+                )
+        except BaseException as exc:  # reported below: the write must not fail
+            errors.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert started.wait(10)
+        app.db.dispose()  # waits for the transaction instead of closing it underneath
+        writer.join(10)
+        assert errors == []
+        with app.db.read() as session:
+            stored = session.execute(text("SELECT high_water FROM license_clock")).all()
+        assert [tuple(r) for r in stored] == [("2026-04-01 00:00:00.000000",)]
+    finally:
+        writer.join(10)
         app.seal()
