@@ -7,7 +7,7 @@ On a temporary SQLCipher home with a test vendor key and a licensed balance it m
 
 * reserve+settle pairs/s, single-threaded and from 16 threads (goal ≥ 2,000/s); each pair is
   two write transactions (``BEGIN IMMEDIATE``, ledger tail read, hash-chained appends) on the
-  writer's DB-API connection, concurrent ones group-committed;
+  meter's own DB-API connection (``Database.write_dbapi``), concurrent ones group-committed;
 * the CPU time each pair costs this process (``time.process_time``), and so the pairs per
   CPU-second: on a shared machine the wall-clock rate is mostly how much CPU the others leave,
   the CPU cost is what the code itself needs;
