@@ -49,8 +49,8 @@ def test_a_nested_write_fails_at_once_instead_of_hanging(tmp_path: Path) -> None
 
 def test_the_raw_writer_rolls_back_reopens_and_follows_a_rekey(tmp_path: Path) -> None:
     """The raw path's own connection: a failed transaction leaves the data as it was and the
-    connection usable; dispose() closes it and the next write opens it again; a rekey closes
-    it first (it holds the old key) and the database opened under the new key writes."""
+    connection usable; dispose() closes it and the next write opens it again; after a rekey it
+    opens under the new key (also on the Database object the appliance replaced)."""
     app = Appliance(make_settings(tmp_path / "home"))
     app.initialise(PASSPHRASE)
     update = "UPDATE license_clock SET checked_at = ? WHERE id = 1"
@@ -71,8 +71,13 @@ def test_the_raw_writer_rolls_back_reopens_and_follows_a_rekey(tmp_path: Path) -
         with app.db.write_dbapi() as cursor:
             assert cursor.connection is not first
             cursor.execute(update, ("2026-02-01 00:00:00.000000",))
+        before_rekey = app.db
         app.rekey(PASSPHRASE, None, actor="test")
+        with before_rekey.write_dbapi() as cursor:
+            cursor.execute(update, ("2026-02-15 00:00:00.000000",))
+        before_rekey.dispose()
         with app.db.write_dbapi() as cursor:
+            assert cursor.execute(read).fetchone() == ("2026-02-15 00:00:00.000000",)
             cursor.execute(update, ("2026-03-01 00:00:00.000000",))
         with app.db.write_dbapi() as cursor:
             assert cursor.execute(read).fetchone() == ("2026-03-01 00:00:00.000000",)
