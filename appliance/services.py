@@ -68,13 +68,20 @@ class Services:
             absolute_timeout=timedelta(hours=settings.session_absolute_hours),
         )
         users = UserService(db)
+        groups = GroupService(db)
         metering = build_metering(db, settings, users)
+        users.deletion_hooks.append(
+            lambda s, user_id: metering.budgets.forget_subject(s, "user", user_id)
+        )
+        groups.deletion_hooks.append(
+            lambda s, group_id: metering.budgets.forget_subject(s, "group", group_id)
+        )
         metering.start()
         credentials: CredentialCache[Any] = CredentialCache(settings.auth_cache_seconds)
         db.commits.subscribe(credentials.on_commit)
         return cls(
             users=users,
-            groups=GroupService(db),
+            groups=groups,
             api_keys=ApiKeyService(db),
             tokens=TokenService(db, dek.derive("jwt-signing"), policy),
             audit=AuditLog(db, audit_key),

@@ -43,6 +43,18 @@ def credits_report(appliance: Appliance, days: int = 30) -> dict[str, Any]:
     }
 
 
+def forecast_band(forecast: dict[str, Any]) -> str:
+    """The forecast's 95 % band in words (translated)."""
+    earliest, latest = forecast["earliest"], forecast["latest"]
+    if earliest and latest:
+        return _("95 % band: between {earliest} and {latest}.").format(
+            earliest=earliest, latest=latest
+        )
+    if earliest:
+        return _("95 % band: not before {earliest}.").format(earliest=earliest)
+    return _("Too little history for a band yet (it needs three whole days).")
+
+
 def bar_chart(title: str, rows: list[dict[str, Any]], key: str) -> None:
     """Credits per ``key`` as a bar chart, with the numbers in an accessible table below
     (``title`` is already translated)."""
@@ -173,6 +185,8 @@ def add_admin_credits_page(appliance: Appliance) -> None:
                     "nothing is being spent."
                 ).format(rate=forecast["daily_rate"], days=forecast["days_observed"])
             ui.label(outlook).props("id=credit-forecast")
+            if forecast["runs_out_on"]:
+                ui.label(forecast_band(forecast)).props("id=credit-forecast-band")
             usage = report["usage"]
             bar_chart(_("Credits per day (last 30 days)"), usage["day"], "day")
             with ui.row().classes("w-full no-wrap gap-4"):

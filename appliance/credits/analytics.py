@@ -22,11 +22,11 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from appliance.credits.meter import CreditMeter
 from appliance.credits.models import CreditLedgerEntry
-from appliance.errors import InvalidRequest
+from appliance.errors import InvalidRequest, NotFound
 from appliance.identity.models import Group, GroupMember, User
 from appliance.licensing.document import micro_to_credits
 from appliance.store.database import Database
@@ -40,11 +40,9 @@ USAGE_QUERIES = {
         FROM charges s LEFT JOIN users u ON u.id = s.user_id
         GROUP BY 1 ORDER BY amount DESC""",
     "group": """
-        SELECT g.name AS key, count(s.prompt_tokens) AS calls,
-               sum(coalesce(s.prompt_tokens, 0)) AS prompt_tokens,
-               sum(coalesce(s.completion_tokens, 0)) AS completion_tokens, sum(s.amount) AS amount
-        FROM charges s JOIN members m ON m.user_id = s.user_id JOIN groups g ON g.id = m.group_id
-        GROUP BY 1 ORDER BY amount DESC""",
+        SELECT a.group_name AS key, sum(a.calls) AS calls, sum(a.prompt_tokens) AS prompt_tokens,
+               sum(a.completion_tokens) AS completion_tokens, sum(a.amount) AS amount
+        FROM attributed a GROUP BY 1 ORDER BY amount DESC""",
     "agent": """
         SELECT coalesce(s.agent_id, '(none)') AS key, count(s.prompt_tokens) AS calls,
                sum(coalesce(s.prompt_tokens, 0)) AS prompt_tokens,
@@ -83,25 +81,69 @@ OVER_RESERVED = """
     GROUP BY 1, 2 HAVING count(*) >= 5 AND sum(amount) * 4 < sum(amount + released)
     ORDER BY reserved DESC
 """
+# Charges per user and model, each attributed to the user's groups (as they are now): a user
+# in k groups puts 1/k of the credits on each (whole micro-credits; the remainder goes to the
+# first groups by name, so the parts add up to the charge); a user in no group, a deleted
+# user and charges without a user go to "(no group)". Calls and tokens are the user's own,
+# on every row of theirs.
+ATTRIBUTED = """
+    WITH per_user AS (
+        SELECT s.user_id, s.provider || '/' || s.model AS model, count(s.prompt_tokens) AS calls,
+               sum(coalesce(s.prompt_tokens, 0)) AS prompt_tokens,
+               sum(coalesce(s.completion_tokens, 0)) AS completion_tokens, sum(s.amount) AS amount
+        FROM charges s GROUP BY 1, 2
+    ), placed AS (
+        SELECT m.user_id, g.id AS group_id, g.name AS group_name,
+               count(*) OVER (PARTITION BY m.user_id) AS parts,
+               row_number() OVER (PARTITION BY m.user_id ORDER BY g.name) AS part
+        FROM members m JOIN groups g ON g.id = m.group_id
+    )
+    SELECT p.group_id, coalesce(p.group_name, '(no group)') AS group_name,
+           CASE WHEN c.user_id IS NULL THEN '(system)'
+                ELSE coalesce(u.username, 'user:' || c.user_id || ' (deleted)') END AS username,
+           c.user_id, c.model, coalesce(p.parts, 1) AS parts, c.calls, c.prompt_tokens,
+           c.completion_tokens,
+           c.amount // coalesce(p.parts, 1)
+               + CASE WHEN coalesce(p.part, 1) <= c.amount % coalesce(p.parts, 1) THEN 1 ELSE 0 END
+               AS amount
+    FROM per_user c LEFT JOIN placed p ON p.user_id = c.user_id
+    LEFT JOIN users u ON u.id = c.user_id
+"""
 STATEMENT = """
-    SELECT g.name AS group_name, coalesce(u.username, CAST(s.user_id AS VARCHAR)) AS username,
-           s.provider || '/' || s.model AS model, count(s.prompt_tokens) AS calls,
-           sum(coalesce(s.prompt_tokens, 0)) AS prompt_tokens,
-           sum(coalesce(s.completion_tokens, 0)) AS completion_tokens, sum(s.amount) AS amount
-    FROM charges s JOIN members m ON m.user_id = s.user_id JOIN groups g ON g.id = m.group_id
-    LEFT JOIN users u ON u.id = s.user_id
-    WHERE s.created_at >= $start AND s.created_at < $end AND ($group_id IS NULL OR g.id = $group_id)
-    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    SELECT group_name, username, user_id, model, parts, calls, prompt_tokens, completion_tokens,
+           amount
+    FROM attributed WHERE $group_id IS NULL OR group_id = $group_id
+    ORDER BY group_name, username, model
 """
 STATEMENT_COLUMNS = (
     "group",
     "user",
     "model",
+    "share",
     "calls",
     "prompt_tokens",
     "completion_tokens",
     "credits",
 )
+TOTAL_ROW = "(total)"
+# The band needs this many complete days of history; with fewer it is left open.
+MIN_BAND_DAYS = 3
+# Statements cover these years (the month after the last must exist).
+FIRST_YEAR, LAST_YEAR = 1970, 9998
+
+
+def t_quantile(df: int) -> float:
+    """The 97.5 % quantile of Student's t with ``df`` degrees of freedom: the normal quantile
+    corrected by the Cornish-Fisher series (Abramowitz & Stegun 26.7.5; within 1 % from
+    df = 2, exact to 0.1 % from df = 3)."""
+    z = 1.959964
+    terms = (
+        (z**3 + z) / 4,
+        (5 * z**5 + 16 * z**3 + 3 * z) / 96,
+        (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384,
+        (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160,
+    )
+    return z + sum(term / df ** (power + 1) for power, term in enumerate(terms))
 
 
 def _naive_utc(moment: datetime) -> datetime:
@@ -110,7 +152,9 @@ def _naive_utc(moment: datetime) -> datetime:
 
 @dataclass(frozen=True)
 class Forecast:
-    """When the free balance runs out at the recent daily rate, with a ~95 % band."""
+    """When the free balance runs out at the recent daily rate, with a ~95 % band
+    (``earliest``/``latest``; None while there are fewer than three complete days of
+    history, and ``latest`` None when the upper end does not run out)."""
 
     available: int
     daily_rate: float
@@ -161,7 +205,10 @@ class UsageAnalytics:
             members = session.execute(select(GroupMember.group_id, GroupMember.user_id)).all()
             groups = session.execute(select(Group.id, Group.name)).all()
             users = session.execute(select(User.id, User.username)).all()
-        con = duckdb.connect(":memory:")
+        # Nothing leaves memory: no spilling to a temp directory (it would be plaintext on
+        # disk; a query too big for memory fails instead), and no file or network access.
+        con = duckdb.connect(":memory:", config={"temp_directory": ""})
+        con.execute("SET enable_external_access = false")
         con.register(
             "charges",
             pa.table(
@@ -182,6 +229,7 @@ class UsageAnalytics:
         con.register("members", _arrow(members, (("group_id", integer), ("user_id", integer))))
         con.register("groups", _arrow(groups, (("id", integer), ("name", text))))
         con.register("users", _arrow(users, (("id", integer), ("username", text))))
+        con.execute(f"CREATE TEMP VIEW attributed AS {ATTRIBUTED}")
         return con
 
     def usage(
@@ -191,6 +239,8 @@ class UsageAnalytics:
         query = USAGE_QUERIES.get(by)
         if query is None:
             raise InvalidRequest(f"by is one of {', '.join(USAGE_QUERIES)}.", field="by")
+        if since is not None and until is not None and _naive_utc(since) >= _naive_utc(until):
+            raise InvalidRequest("since must be before until.", field="until")
         con = self._connect(since, until)
         try:
             result = con.execute(query).fetchall()
@@ -208,30 +258,50 @@ class UsageAnalytics:
         ]
 
     def forecast(self, days: int = 14, now: datetime | None = None) -> Forecast:
-        """The depletion date at the mean daily spend of the last ``days`` days (days without
-        spending count as zero), with a band from the daily spread."""
+        """The depletion date at the mean daily spend of the last ``days`` days, with a 95 %
+        band from the spread of the complete days (Student's t).
+
+        The window starts no earlier than the ledger's first entry (a new appliance is not
+        credited with days it did not exist) and spans at least one day; today counts for the
+        part of it that has passed."""
         if not 1 <= days <= 366:
             raise InvalidRequest("days is from 1 to 366.", field="days")
-        now = now or datetime.now(UTC)
-        today = now.astimezone(UTC).date()
+        now = (now or datetime.now(UTC)).astimezone(UTC)
+        today = now.date()
         start = datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), UTC)
+        with self.db.read() as session:
+            first = session.scalar(select(func.min(CreditLedgerEntry.created_at)))
+        available = self.meter.balance().available
+        if first is None:
+            return Forecast(available, 0.0, 0, None, None, None)
+        start = max(start, first.astimezone(UTC) if first.tzinfo else first.replace(tzinfo=UTC))
         con = self._connect(start, None)
         try:
             per_day = {d: int(a) for d, a in con.execute(DAILY).fetchall()}
         finally:
             con.close()
-        series = [per_day.get(today - timedelta(days=i), 0) for i in range(days)]
-        available = self.meter.balance().available
-        rate = statistics.fmean(series)
-        spread = statistics.stdev(series) if len(series) > 1 else 0.0
-        margin = 1.96 * spread / math.sqrt(len(series))
+        elapsed = max((now - start).total_seconds() / 86_400, 1.0)
+        rate = sum(per_day.values()) / elapsed
+        # Whole days only: not today, nor the first day when the ledger began during it.
+        first_whole = start.date() + timedelta(days=int(start.time() != datetime.min.time()))
+        complete = [
+            per_day.get(first_whole + timedelta(days=i), 0)
+            for i in range((today - first_whole).days)
+        ]
 
         def when(per_day_rate: float) -> date | None:
             if per_day_rate <= 0:
                 return None
             return today + timedelta(days=int(available / per_day_rate))
 
-        return Forecast(available, rate, days, when(rate), when(rate + margin), when(rate - margin))
+        observed = (today - start.date()).days + 1
+        if len(complete) < MIN_BAND_DAYS:
+            return Forecast(available, rate, observed, when(rate), None, None)
+        margin = t_quantile(len(complete) - 1) * statistics.stdev(complete)
+        margin /= math.sqrt(len(complete))
+        return Forecast(
+            available, rate, observed, when(rate), when(rate + margin), when(rate - margin)
+        )
 
     def recommendations(self, since: datetime | None = None) -> list[dict[str, Any]]:
         """Ways to spend less: agents whose remote traffic a local model could serve, and
@@ -281,35 +351,67 @@ class UsageAnalytics:
         return found
 
     def statement(self, month: str, group_id: int | None = None) -> str:
-        """The month's (``YYYY-MM``) charges per group, user and model as CSV (chargeback)."""
-        try:
-            start = datetime.strptime(month, "%Y-%m")
-        except ValueError as exc:
-            raise InvalidRequest("month is YYYY-MM.", field="month") from exc
-        end = (start + timedelta(days=32)).replace(day=1)
+        """The month's (``YYYY-MM``) charges per group, user and model as CSV (chargeback),
+        ending with a ``(total)`` row. Without ``group_id`` the credits column adds up to the
+        month's charges in the ledger (see ``ATTRIBUTED`` for users in several groups)."""
+        start = _month_start(month)
+        end = (
+            start.replace(year=start.year + 1, month=1)
+            if start.month == 12
+            else start.replace(month=start.month + 1)
+        )
         con = self._connect(start.replace(tzinfo=UTC), end.replace(tzinfo=UTC))
         try:
-            rows = con.execute(
-                STATEMENT, {"start": start, "end": end, "group_id": group_id}
-            ).fetchall()
+            if (
+                group_id is not None
+                and not con.execute(
+                    "SELECT id FROM groups WHERE id = $g", {"g": group_id}
+                ).fetchall()
+            ):
+                raise NotFound("There is no such group.", field="group_id")
+            rows = con.execute(STATEMENT, {"group_id": group_id}).fetchall()
         finally:
             con.close()
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(STATEMENT_COLUMNS)
-        for group, user, model, calls, prompt, completion, amount in rows:
+        totals = [0, 0, 0, 0]
+        counted: set[tuple[int | None, str]] = set()
+        for group, user, user_id, model, parts, calls, prompt, completion, amount in rows:
             writer.writerow(
                 [
                     _cell(group),
                     _cell(user),
                     _cell(model),
+                    f"1/{parts}",
                     calls,
                     prompt,
                     completion,
                     f"{micro_to_credits(int(amount)):.6f}",
                 ]
             )
+            totals[3] += int(amount)
+            if (user_id, model) not in counted:  # a user's calls count once in the total
+                counted.add((user_id, model))
+                totals[0] += int(calls)
+                totals[1] += int(prompt)
+                totals[2] += int(completion)
+        writer.writerow([TOTAL_ROW, "", "", "", *totals[:3], f"{micro_to_credits(totals[3]):.6f}"])
         return out.getvalue()
+
+
+def _month_start(month: str) -> datetime:
+    """The first instant (naive UTC) of ``YYYY-MM``; InvalidRequest otherwise."""
+    message = f"month is YYYY-MM, from {FIRST_YEAR}-01 to {LAST_YEAR}-12."
+    if not isinstance(month, str) or len(month) != 7 or month[4] != "-":
+        raise InvalidRequest(message, field="month")
+    try:
+        start = datetime.strptime(month, "%Y-%m")
+    except ValueError as exc:
+        raise InvalidRequest(message, field="month") from exc
+    if not FIRST_YEAR <= start.year <= LAST_YEAR:
+        raise InvalidRequest(message, field="month")
+    return start
 
 
 def _arrow(rows: Any, schema: tuple[tuple[str, pa.DataType], ...]) -> pa.Table:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -148,6 +148,16 @@ class BudgetService:
             if row is None:
                 raise NotFound("There is no such budget.")
             session.delete(row)
+        self._cache = None
+
+    def forget_subject(self, session: Session, scope: str, subject_id: int) -> None:
+        """Delete the budgets of a user or group being deleted, in that deletion's
+        transaction: a budget never outlives what it limits."""
+        session.execute(
+            delete(CreditBudget).where(
+                CreditBudget.scope == scope, CreditBudget.subject_id == subject_id
+            )
+        )
         self._cache = None
 
     # --- enforcement ------------------------------------------------------------------------

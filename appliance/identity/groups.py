@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from appliance.errors import Conflict, InvalidRequest, NotFound
+from appliance.identity.ids import next_id, retire_id
 from appliance.identity.models import Group, GroupMember, User
 from appliance.store.database import Database
 from appliance.store.schema import utcnow
@@ -32,6 +34,9 @@ class GroupService:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Run inside the write transaction that deletes a group, with its id (credits drop
+        # the group's budgets here).
+        self.deletion_hooks: list[Callable[[Session, int], None]] = []
 
     def create_group(self, name: str) -> Group:
         """A new, empty group; Conflict when the name is taken."""
@@ -40,6 +45,7 @@ class GroupService:
             with self.db.write() as session:
                 if session.scalar(select(Group).where(Group.name == group.name)) is not None:
                     raise Conflict("A group with this name already exists.", field="name")
+                group.id = next_id(session, "group")
                 session.add(group)
         except IntegrityError as exc:
             raise Conflict("A group with this name already exists.", field="name") from exc
@@ -62,7 +68,11 @@ class GroupService:
         """Delete a group (its memberships go with it; the users stay)."""
 
         def change(session: Session) -> None:
-            session.delete(_group(session, group_id))
+            group = _group(session, group_id)
+            for hook in self.deletion_hooks:
+                hook(session, group_id)
+            retire_id(session, "group", group_id)
+            session.delete(group)
 
         self.db.run_write(change)
 

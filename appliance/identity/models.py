@@ -117,3 +117,13 @@ class ApiKey(Base):
         """The scopes as a list (stored as a JSON array)."""
         value = json.loads(self.scopes)
         return [str(s) for s in value]
+
+
+class IdHighWater(Base):
+    """Per table (``user``, ``group``), the highest id ever deleted: new rows are numbered
+    above it, so an id names one account or group for the life of the home."""
+
+    __tablename__ = "id_high_water"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from appliance.errors import Conflict, InvalidCredentials, InvalidRequest, NotFound
+from appliance.identity.ids import next_id, retire_id
 from appliance.identity.models import Role, User, as_utc
 from appliance.identity.passwords import (
     MAX_LENGTH,
@@ -97,6 +98,9 @@ class UserService:
         # Checks run inside the write transaction that creates or re-enables an account
         # (licensing adds its seat limit here); one raises to refuse.
         self.activation_guards: list[Callable[[Session], None]] = []
+        # Run inside the write transaction that deletes a user, with its id (credits drop
+        # the user's budgets here).
+        self.deletion_hooks: list[Callable[[Session, int], None]] = []
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -165,6 +169,7 @@ class UserService:
                     raise Conflict("A user with this name already exists.", field="username")
                 for guard in self.activation_guards:
                     guard(session)
+                user.id = next_id(session, "user")
                 session.add(user)
         except IntegrityError as exc:
             raise Conflict("A user with this name already exists.", field="username") from exc
@@ -218,6 +223,9 @@ class UserService:
         def change(session: Session) -> None:
             user = _get(session, user_id)
             _keep_an_admin(session, user)
+            for hook in self.deletion_hooks:
+                hook(session, user_id)
+            retire_id(session, "user", user_id)
             session.delete(user)
 
         self.db.run_write(change)

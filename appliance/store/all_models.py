@@ -14,7 +14,7 @@ from appliance.credits.models import (
     Notification,
 )
 from appliance.identity.acl_models import ResourceGrant, ResourceOwner
-from appliance.identity.models import ApiKey, Group, GroupMember, User
+from appliance.identity.models import ApiKey, Group, GroupMember, IdHighWater, User
 from appliance.identity.session_models import AuthSession, RefreshToken
 from appliance.knowledge.models import (
     KnowledgeBase,
@@ -44,6 +44,7 @@ __all__ = [
     "Feedback",
     "Group",
     "GroupMember",
+    "IdHighWater",
     "Installation",
     "KnowledgeBase",
     "KnowledgeChunk",

@@ -44,9 +44,17 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        fields = [".".join(str(p) for p in err.get("loc", ())) for err in exc.errors()]
-        detail = "Invalid or missing fields: " + ", ".join(fields) if fields else None
-        return problem_response(InvalidRequest(detail), request)
+        # Each field with what is wrong with it (pydantic's message names the rule, never
+        # the value sent, which may be a secret).
+        errors = exc.errors()
+        parts = [
+            f"{'.'.join(str(p) for p in err.get('loc', ()))} ({err.get('msg', 'invalid')})"
+            for err in errors
+        ]
+        detail = "Invalid or missing fields: " + "; ".join(parts) if parts else None
+        locs = [err.get("loc", ()) for err in errors]
+        field = str(locs[0][-1]) if locs and locs[0] else None
+        return problem_response(InvalidRequest(detail, field=field), request)
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

@@ -9,9 +9,9 @@ admins (audited).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool as call
 from pydantic import BaseModel, Field
 
@@ -24,6 +24,9 @@ credits = APIRouter(prefix="/api/v1/credits", tags=["credits"])
 notifications = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
 
 Credits = float | str
+# Row ids are SQLite integers: a larger number is a 422, not an overflow deep in the driver.
+MAX_ROW_ID = 2**63 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 class PriceBody(BaseModel):
@@ -35,7 +38,7 @@ class PriceBody(BaseModel):
 
 class BudgetBody(BaseModel):
     scope: Literal["user", "group"]
-    subject_id: int
+    subject_id: int = Field(ge=1, le=MAX_ROW_ID)
     period: Literal["day", "month"]
     mode: Literal["soft", "hard"]
     limit: Credits
@@ -82,7 +85,7 @@ async def balance(principal: AnyUser, services: ServicesDep) -> dict[str, Any]:
 async def ledger(
     _: AuditReader,
     services: ServicesDep,
-    after: int = Query(0, ge=0),
+    after: int = Query(0, ge=0, le=MAX_ROW_ID),
     limit: int = Query(100, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
     """Ledger entries after position ``after``, oldest first."""
@@ -122,17 +125,19 @@ async def forecast(
 
 
 @credits.get("/recommendations")
-async def recommendations(_: AuditReader, services: ServicesDep) -> list[dict[str, Any]]:
-    """Ways to spend fewer credits."""
-    return await call(services.metering.analytics.recommendations)
+async def recommendations(
+    _: AuditReader, services: ServicesDep, since: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Ways to spend fewer credits (from the charges since ``since``; all history without)."""
+    return await call(services.metering.analytics.recommendations, since)
 
 
 @credits.get("/statement")
 async def statement(
     _: AuditReader,
     services: ServicesDep,
-    month: str = Query(..., pattern=r"^\d{4}-\d{2}$"),
-    group_id: int | None = None,
+    month: str = Query(..., max_length=7),
+    group_id: int | None = Query(None, ge=1, le=MAX_ROW_ID),
 ) -> Response:
     """The month's usage per group, user and model as CSV (internal chargeback)."""
     text = await call(services.metering.analytics.statement, month, group_id)
@@ -188,7 +193,7 @@ async def create_budget(
 
 @credits.patch("/budgets/{budget_id}")
 async def change_budget(
-    budget_id: int, body: BudgetChange, principal: Admin, services: ServicesDep
+    budget_id: RowId, body: BudgetChange, principal: Admin, services: ServicesDep
 ) -> dict[str, Any]:
     """Change a budget's limit; audited."""
     budget = await call(
@@ -203,7 +208,7 @@ async def change_budget(
 
 
 @credits.delete("/budgets/{budget_id}", status_code=204)
-async def delete_budget(budget_id: int, principal: Admin, services: ServicesDep) -> Response:
+async def delete_budget(budget_id: RowId, principal: Admin, services: ServicesDep) -> Response:
     """Remove a budget; audited."""
     await call(
         services.audited,

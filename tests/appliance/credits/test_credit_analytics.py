@@ -18,6 +18,7 @@ from appliance.credits.analytics import UsageAnalytics
 from appliance.credits.ledger import ledger_key
 from appliance.credits.meter import CreditMeter
 from appliance.credits.metering import Metering
+from appliance.errors import InvalidRequest
 from tests.appliance.licensing.license_world import licensed_settings, make_issuer, open_appliance
 
 CREDIT = 1_000_000
@@ -102,31 +103,39 @@ def test_usage_forecast_recommendations_and_statement(appliance: Appliance) -> N
     since = analytics.usage("day", since=today - timedelta(hours=1))
     assert len(since) == 1
 
-    forecast = analytics.forecast(days=4, now=today)
-    spent_per_day = (4 * (1 + 0.3) + 5 * 0.02) / 4
+    # The ledger began three days ago at noon (the first backdated charge): three days of it.
+    forecast = analytics.forecast(days=14, now=today)
+    spent_per_day = (4 * (1 + 0.3) + 5 * 0.02) / 3
     assert forecast.daily_rate == pytest.approx(spent_per_day * CREDIT)
+    assert forecast.days_observed == 4
     left = metering.meter.balance().available
     assert forecast.runs_out_on == today.date() + timedelta(days=int(left / forecast.daily_rate))
-    assert forecast.earliest is not None and forecast.earliest <= forecast.runs_out_on
-    assert forecast.latest is None or forecast.latest >= forecast.runs_out_on
+    # Two whole days (the first began at noon, today is not over): too few for a band.
+    assert forecast.earliest is None and forecast.latest is None
 
     kinds = {(r["kind"], r["agent"]) for r in analytics.recommendations()}
     assert ("use_local_model", "chat") in kinds
     assert ("lower_max_tokens", "verbose") in kinds
     assert ("lower_max_tokens", "writer") not in kinds
+    assert analytics.recommendations(since=today + timedelta(hours=1)) == []
 
     rows = list(csv.reader(io.StringIO(analytics.statement(f"{today:%Y-%m}"))))
     assert rows[0] == [
         "group",
         "user",
         "model",
+        "share",
         "calls",
         "prompt_tokens",
         "completion_tokens",
         "credits",
     ]
-    body = {(r[1], r[2]): r for r in rows[1:]}
-    assert body[("bob", "'@remote/m1")][3] == "4"  # formula-like cells are quoted
-    assert analytics.statement("1999-01").count("\n") == 1
-    with pytest.raises(Exception, match="YYYY-MM"):
+    body = {(r[1], r[2]): r for r in rows[1:-1]}
+    assert body[("bob", "'@remote/m1")][:4] == ["team", "bob", "'@remote/m1", "1/1"]
+    assert rows[-1][0] == "(total)"
+    assert analytics.statement("1999-01").splitlines() == [
+        ",".join(rows[0]),
+        "(total),,,,0,0,0,0.000000",
+    ]
+    with pytest.raises(InvalidRequest, match="YYYY-MM"):
         analytics.statement("May")

@@ -56,6 +56,7 @@ def test_balance_redeem_and_statement(
     assert written.exit_code == 0, written.output
     assert out.stat().st_mode & 0o777 == 0o600
     rows = out.read_text().splitlines()
-    assert rows[1].split(",")[:4] == ["finance", "carol", "local/m", "1"]
+    assert rows[1].split(",")[:5] == ["finance", "carol", "local/m", "1/1", "1"]
+    assert rows[-1].startswith("(total),")
     bad = run_cli("credits", "statement", "--month", "soon", "--out", out, *home)
     assert bad.exit_code == 1 and "invalid_request" in bad.output
