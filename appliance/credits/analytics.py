@@ -34,7 +34,9 @@ from appliance.store.database import Database
 # One fixed query per dimension (never assembled from input).
 USAGE_QUERIES = {
     "user": """
-        SELECT coalesce(u.username, 'system') AS key, count(s.prompt_tokens) AS calls,
+        SELECT CASE WHEN s.user_id IS NULL THEN '(system)'
+                    ELSE coalesce(u.username, 'user:' || s.user_id || ' (deleted)') END AS key,
+               count(s.prompt_tokens) AS calls,
                sum(coalesce(s.prompt_tokens, 0)) AS prompt_tokens,
                sum(coalesce(s.completion_tokens, 0)) AS completion_tokens, sum(s.amount) AS amount
         FROM charges s LEFT JOIN users u ON u.id = s.user_id

@@ -100,6 +100,8 @@ def test_the_statement_adds_up_to_the_ledger(appliance: Appliance) -> None:
     ledger = _settled(appliance, month, datetime(2026, 7, 1, tzinfo=UTC))
     assert round(float(total[7]) * CREDIT) == ledger == 6_501_000
 
+    by_user = {r["user"]: r["credits"] for r in analytics.usage("user")}
+    assert by_user[f"user:{carol.id} (deleted)"] == 3 and by_user["(system)"] == 0.5
     by_group = {r["group"]: r["credits"] for r in analytics.usage("group")}
     assert by_group == {"team": 2.5005, "ops": 0.5005, "(no group)": 3.5}
 
