@@ -11,6 +11,8 @@ import typer
 
 from appliance.cli.common import HomeOpt, PassphraseFileOpt, reporting, unsealed_appliance
 from appliance.errors import InvalidRequest
+from appliance.licensing.document import MAX_FILE_BYTES
+from appliance.licensing.errors import LicenseFileTooLarge
 
 license_app = typer.Typer(
     name="license", help="Import and show the signed license.", no_args_is_help=True
@@ -25,23 +27,39 @@ def import_license(
 ) -> None:
     """Verify a license file (signature, dates, machine) and make it the license in force."""
     with reporting():
-        try:
-            data = file.read_bytes()
-        except OSError as exc:
-            raise InvalidRequest(f"Cannot read the license file {file}.") from exc
+        data = _read_license_file(file)
         with unsealed_appliance(home, passphrase_file) as appliance:
             services = appliance.services
+            licensing = services.metering.license
             lic = services.audited(
-                lambda: services.metering.license.import_license(data),
+                lambda: licensing.import_license(data),
                 action="license.import",
                 actor="cli",
                 target=lambda imported: f"license:{imported.license_id}",
                 details=lambda imported: {"tier": imported.tier, "seats": imported.seats},
             )
+            seats = licensing.seat_report()
         typer.echo(
             f"license {lic.license_id} imported: {lic.customer}, tier {lic.tier}, "
             f"{lic.seats} seats, expires {lic.expires_at.date().isoformat()}"
         )
+        if seats["over_seats"]:
+            typer.echo(f"warning: {seats['seats_message']}", err=True)
+
+
+def _read_license_file(file: Path) -> bytes:
+    """The file's bytes, reading at most one byte past the size limit (so a huge file or a
+    device such as /dev/zero is refused at once, before the appliance is unsealed)."""
+    try:
+        with file.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise InvalidRequest(f"Cannot read the license file {file}.") from exc
+    if len(data) > MAX_FILE_BYTES:
+        raise LicenseFileTooLarge(
+            f"{file} is larger than {MAX_FILE_BYTES:,} bytes: it is not a license file."
+        )
+    return data
 
 
 @license_app.command()
@@ -72,7 +90,7 @@ def show(home: HomeOpt = None, passphrase_file: PassphraseFileOpt = None) -> Non
             metering = appliance.services.metering
             body = metering.license.status().as_dict()
             body["machine_id"] = metering.license.machine_id
-            body["seats_used"] = metering.license.seats_used()
+            body.update(metering.license.seat_report())
         typer.echo(json.dumps(body, indent=2, sort_keys=True))
 
 

@@ -115,15 +115,18 @@ class PriceTable:
                 "A price name is `provider/model`, `provider/*`, `tool/<name>` or `tool/*`.",
                 field="name",
             )
-        try:
-            price = Price(
-                name,
-                credits_to_micro(input_per_1k),
-                credits_to_micro(output_per_1k),
-                credits_to_micro(per_second),
-            )
-        except ValueError as exc:
-            raise InvalidRequest(f"Invalid price: {exc}.") from exc
+        micro: list[int] = []
+        amounts = (
+            ("input_per_1k", input_per_1k),
+            ("output_per_1k", output_per_1k),
+            ("per_second", per_second),
+        )
+        for field, amount in amounts:
+            try:
+                micro.append(credits_to_micro(amount))
+            except ValueError as exc:
+                raise InvalidRequest(f"Invalid price {field}: {exc}.", field=field) from exc
+        price = Price(name, *micro)
         with self.db.write() as session:
             row = session.get(CreditPrice, name)
             if row is None:

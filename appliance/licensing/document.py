@@ -7,7 +7,8 @@ A file is one line of canonical JSON (sorted keys, no spaces, ASCII) plus a newl
 The signature covers the canonical JSON of ``payload``. The file must be byte-for-byte the
 canonical form of what it holds, so *any* changed byte — in the payload, the signature, the key
 id or even the white space — is rejected: either the bytes are no longer canonical, or the
-signature no longer matches.
+signature no longer matches. The one exception is the line ending: a missing final newline or a
+CRLF one (a paste box, a Windows editor) is normalised first, as it carries no meaning.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import binascii
 import hashlib
 import json
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException
 from typing import Any, Literal, TypeVar
 
 from cryptography.exceptions import InvalidSignature
@@ -32,11 +33,14 @@ from pydantic import (
     model_validator,
 )
 
-from appliance.licensing.errors import LicenseInvalid
+from appliance.licensing.errors import LicenseFileTooLarge, LicenseInvalid
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 MAX_FILE_BYTES = 64 * 1024
 MICRO = 1_000_000
+# The largest amount of credits anywhere (a price, a budget, a grant): its micro-credits, and
+# sums of many of them, stay far inside SQLite's 64-bit integers.
+MAX_CREDITS = 10**12
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -52,13 +56,19 @@ def key_id_of(public_key: Ed25519PublicKey) -> str:
 
 
 def credits_to_micro(value: int | float | str | Decimal) -> int:
-    """Credits (up to six decimals) as integer micro-credits, the unit every sum is kept in."""
+    """Credits (up to six decimals, at most :data:`MAX_CREDITS`) as integer micro-credits, the
+    unit every sum is kept in; ValueError (naming the value) for anything else."""
     try:
-        micro = Decimal(str(value)) * MICRO
-    except InvalidOperation as exc:
+        amount = Decimal(str(value).strip())
+    except (DecimalException, ValueError) as exc:
         raise ValueError(f"{value!r} is not a number of credits") from exc
-    if micro != micro.to_integral_value() or micro < 0:
-        raise ValueError("credits are non-negative with at most six decimals")
+    if not amount.is_finite():
+        raise ValueError(f"{value!r} is not a finite number of credits")
+    if amount < 0 or amount > MAX_CREDITS:
+        raise ValueError(f"credits are between 0 and {MAX_CREDITS:,}, not {value!r}")
+    micro = amount * MICRO
+    if micro != micro.to_integral_value():
+        raise ValueError("credits have at most six decimals")
     return int(micro)
 
 
@@ -163,17 +173,33 @@ def envelope(key_id: str, payload: dict[str, Any], signature: bytes) -> bytes:
     return canonical_json(body) + b"\n"
 
 
+def normalised_file(data: bytes) -> bytes:
+    """``data`` with its line ending made canonical (one ``\\n``): a paste that lost the final
+    newline, or CRLF line endings, is the same file. Nothing else is changed."""
+    return data.rstrip(b"\r\n") + b"\n"
+
+
 def _open_envelope(data: bytes) -> tuple[str, dict[str, Any], bytes]:
-    """The key id, payload and signature of a file that is exactly in canonical form."""
+    """The key id, payload and signature of a file that is exactly in canonical form (up to
+    its line ending, see :func:`normalised_file`)."""
     if len(data) > MAX_FILE_BYTES:
-        raise LicenseInvalid("The file is too large to be a license or voucher.")
+        raise LicenseFileTooLarge(
+            f"The file is too large to be a license or voucher ({len(data):,} bytes; the limit "
+            f"is {MAX_FILE_BYTES:,} bytes)."
+        )
+    data = normalised_file(data)
     try:
         body = json.loads(data.decode("ascii"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # RecursionError: deeply nested arrays ("[[[[…") fit in the size limit.
         raise LicenseInvalid("The file is not a license or voucher (unreadable JSON).") from exc
     if not isinstance(body, dict) or set(body) != {"key_id", "payload", "signature"}:
         raise LicenseInvalid("The file is not a license or voucher (unexpected fields).")
-    if canonical_json(body) + b"\n" != data:
+    try:
+        canonical = canonical_json(body) + b"\n"
+    except RecursionError as exc:
+        raise LicenseInvalid("The file is not a license or voucher (nested too deeply).") from exc
+    if canonical != data:
         raise LicenseInvalid(
             "The file was altered: it is not byte-for-byte as the vendor signed it."
         )

@@ -15,6 +15,18 @@ class LicenseInvalid(EnclaveError):
     )
 
 
+class LicenseFileTooLarge(LicenseInvalid):
+    """A license or voucher file over the size limit (refused before it is read further)."""
+
+    code = "license_too_large"
+    http_status = 413
+    title = "License or voucher file too large"
+    default_message = (
+        "The file is far larger than any license or voucher (64 KiB at most); check that it is "
+        "the file the vendor sent. Nothing was changed."
+    )
+
+
 class LicenseExpired(EnclaveError):
     code = "license_expired"
     http_status = 422

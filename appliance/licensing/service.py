@@ -8,9 +8,12 @@ States (from the effective time, see below):
   ``expires_at``, for ``grace_days``: full function, a banner) → ``read_only`` (no new runs;
   every byte still readable and exportable). Importing a new license restores ``valid``.
 
-The effective time is the later of the system clock and the highest time the appliance has seen
-(persisted), so setting the clock back cannot extend a license; a rollback of more than
-``ROLLBACK_TOLERANCE`` is recorded, notified to the admins and reported by ``status``.
+The effective time is the latest of the system clock, the highest time the appliance has seen
+(persisted) and — in a running process — that high-water mark plus the monotonic time elapsed
+since it was last moved. So setting the clock back cannot extend a license: while the clock is
+behind, time still counts. A clock earlier than the last check makes a check due at once, so a
+rollback of more than ``ROLLBACK_TOLERANCE`` is recorded, notified to the admins and reported by
+``status`` within one poll of the schedule.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from appliance.licensing.document import (
     LicensePayload,
     VoucherPayload,
     as_bytes,
+    normalised_file,
     parse_license,
     parse_voucher,
     verify_signed,
@@ -157,15 +161,30 @@ class LicenseService:
         self._rollback_at: datetime | None = None
         self._loaded_at: float | None = None
         self._checked_at: datetime | None = None
+        # The high-water mark at this process's last check and the monotonic tick then.
+        self._anchor: tuple[datetime, float] | None = None
+        # How far the clock was behind at the last check (a new rollback adds to it).
+        self._lag: timedelta | None = None
         self.grant_listeners: list[GrantListener] = []
 
     # --- status -----------------------------------------------------------------------------
 
     def effective_now(self) -> datetime:
-        """The later of the clock and the persisted high-water mark."""
-        now = self._clock()
-        high = self._high_water
-        return now if high is None or now > high else high
+        """The latest of the clock, the persisted high-water mark and the time counted by the
+        monotonic clock since this process's last check."""
+        return max(
+            t
+            for t in (self._clock(), self._high_water, self._counted(self._monotonic()))
+            if t is not None
+        )
+
+    def _counted(self, tick: float) -> datetime | None:
+        """The high-water mark of the last check here plus the monotonic time since (which no
+        change of the system clock affects)."""
+        if self._anchor is None:
+            return None
+        high, at = self._anchor
+        return high + timedelta(seconds=max(0.0, tick - at))
 
     def status(self) -> LicenseStatus:
         """The license in force and its state now (reloaded from the database every 30 s)."""
@@ -238,7 +257,7 @@ class LicenseService:
             session.add(
                 LicenseRecord(
                     license_id=lic.license_id,
-                    document=raw.decode("ascii"),
+                    document=normalised_file(raw).decode("ascii"),
                     imported_at=now,
                     active=True,
                 )
@@ -290,25 +309,32 @@ class LicenseService:
         """Re-verify the stored license, move the clock high-water mark (detecting a rollback),
         give expiry notices and run the grant listeners (monthly credits). At every unseal and
         daily."""
-        now = self._clock()
+        now, tick = self._clock(), self._monotonic()
+        counted = self._counted(tick)
         with self.db.write() as session:
             clock = session.get(LicenseClock, 1)
             if clock is None:
-                clock = LicenseClock(id=1, high_water=now)
+                clock = LicenseClock(id=1, high_water=max(now, counted or now))
                 session.add(clock)
-            elif now < clock.high_water - ROLLBACK_TOLERANCE:
-                clock.rollback_detected_at = clock.high_water
+            high = max(clock.high_water, counted or clock.high_water)
+            lag = high - now
+            seen = self._lag  # the lag already reported (at the last check here), if any
+            if lag > ROLLBACK_TOLERANCE and (
+                seen is None or seen <= ROLLBACK_TOLERANCE or lag > seen + ROLLBACK_TOLERANCE
+            ):
+                # A new rollback, not the one reported at the last check and still uncorrected.
+                clock.rollback_detected_at = high
                 clock.rollback_clock = now
                 notify(
                     session,
                     "clock_rollback",
                     f"The system clock reads {now.isoformat()}, earlier than the "
-                    f"{clock.high_water.isoformat()} already seen: it was set back. License "
+                    f"{high.isoformat()} already seen: it was set back. License "
                     "dates use the later time. Check the clock (NTP) of this machine.",
-                    dedupe_key=f"clock_rollback:{clock.high_water.isoformat()}",
+                    dedupe_key=f"clock_rollback:{high.isoformat()}",
                     now=now,
                 )
-            clock.high_water = max(clock.high_water, now)
+            clock.high_water = max(high, now)
             clock.checked_at = now
             self._high_water = clock.high_water
             self._rollback_at = clock.rollback_detected_at
@@ -320,12 +346,20 @@ class LicenseService:
                 for listener in self.grant_listeners:
                     listener(session, status.license, status.now)
         self._checked_at = now
+        self._anchor = (max(high, now), tick)
+        self._lag = max(lag, timedelta(0))
         return status
 
     def check_due(self) -> bool:
-        """Whether a day has passed since the last :meth:`check` in this process (or none ran)."""
-        last = self._checked_at
-        return last is None or self._clock() - last >= CHECK_EVERY
+        """Whether a :meth:`check` is due: none ran in this process, a day has passed since the
+        last one (by the clock, or by the monotonic clock), or the clock now reads earlier than
+        at the last check — it was set back, which the check detects and reports."""
+        last, anchor = self._checked_at, self._anchor
+        if last is None or anchor is None:
+            return True
+        gap = self._clock() - last
+        ran_for = self._monotonic() - anchor[1]
+        return gap < timedelta(0) or gap >= CHECK_EVERY or ran_for >= CHECK_EVERY.total_seconds()
 
     def maybe_check(self) -> None:
         """Run :meth:`check` when it is due (:meth:`check_due`)."""
@@ -400,6 +434,28 @@ class LicenseService:
         """Active (enabled) users."""
         with self.db.read() as session:
             return session.scalar(select(func.count()).select_from(User).where(~User.disabled)) or 0
+
+    def seat_report(self) -> dict[str, Any]:
+        """Seats licensed and used, and whether more users are active than the license allows
+        (after importing a license with fewer seats: it is still imported — a downgrade never
+        loses data — but no user can be added or enabled, and the admin is told how many to
+        disable)."""
+        lic = self.status().license
+        used = self.seats_used()
+        over = 0 if lic is None else max(0, used - lic.seats)
+        message = None
+        if lic is not None and over:
+            message = (
+                f"License {lic.license_id} has {lic.seats} seats but {used} users are active: "
+                f"disable {over} user{'s' if over > 1 else ''} to be within the license (no "
+                "user can be added or enabled until then)."
+            )
+        return {
+            "seats": None if lic is None else lic.seats,
+            "seats_used": used,
+            "over_seats": over > 0,
+            "seats_message": message,
+        }
 
 
 def _active(session: Session) -> LicenseRecord | None:

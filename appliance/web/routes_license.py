@@ -14,19 +14,23 @@ router = APIRouter(prefix="/api/v1/license", tags=["license"])
 
 
 class LicenseImportBody(BaseModel):
-    """A license file's content, as the vendor sent it (one line of JSON)."""
+    """A license file's content, as the vendor sent it (one line of JSON). Its size is checked
+    by the license service, which names the limit (``license_too_large``)."""
 
-    license: str = Field(min_length=1, max_length=65536)
+    license: str = Field(min_length=1)
 
 
 @router.get("/status")
 async def license_status(_: AnyUser, services: ServicesDep) -> dict[str, Any]:
-    """State (for the banner), days left and whether a clock rollback was seen."""
-    status = await call(services.metering.license.status)
+    """State (for the banner), days left, whether a clock rollback was seen, and seats (with
+    ``over_seats`` and a message when more users are active than the license allows)."""
+    licensing = services.metering.license
+    status = await call(licensing.status)
     body = status.as_dict()
     lic = body.pop("license")
     body["tier"] = lic["tier"] if lic else None
     body["features"] = lic["features"] if lic else None
+    body.update(await call(licensing.seat_report))
     return body
 
 
@@ -37,7 +41,7 @@ async def show_license(_: Admin, services: ServicesDep) -> dict[str, Any]:
     status = await call(licensing.status)
     body = status.as_dict()
     body["machine_id"] = licensing.machine_id
-    body["seats_used"] = await call(licensing.seats_used)
+    body.update(await call(licensing.seat_report))
     return body
 
 
@@ -45,7 +49,10 @@ async def show_license(_: Admin, services: ServicesDep) -> dict[str, Any]:
 async def import_license(
     body: LicenseImportBody, principal: Admin, services: ServicesDep
 ) -> dict[str, Any]:
-    """Verify and install a license (a downgrade deletes nothing); audited."""
+    """Verify and install a license (a downgrade deletes nothing: a license with fewer seats
+    than active users is installed, and ``over_seats`` tells the admin how many to disable);
+    audited."""
+    licensing = services.metering.license
     lic = await call(
         services.audited,
         lambda: services.metering.license.import_license(body.license),
@@ -54,8 +61,8 @@ async def import_license(
         target=lambda imported: f"license:{imported.license_id}",
         details=lambda imported: {"tier": imported.tier, "seats": imported.seats},
     )
-    status = await call(services.metering.license.status)
-    return {"imported": lic.license_id, **status.as_dict()}
+    status = await call(licensing.status)
+    return {"imported": lic.license_id, **status.as_dict(), **(await call(licensing.seat_report))}
 
 
 @router.post("/evaluation")
