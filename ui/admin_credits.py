@@ -130,6 +130,18 @@ def add_admin_credits_page(appliance: Appliance) -> None:
                         days=status["days_left"],
                     )
                 )
+                if report["seats_used"] > lic["seats"]:
+                    ui.label(
+                        _(
+                            "{used} users are active but the license has {seats} seats: "
+                            "disable {over} to be within it (no user can be added or enabled "
+                            "until then)."
+                        ).format(
+                            used=report["seats_used"],
+                            seats=lic["seats"],
+                            over=report["seats_used"] - lic["seats"],
+                        )
+                    ).classes("text-negative").props("id=license-over-seats role=alert")
             else:
                 ui.label(_("{count} accounts in use.").format(count=report["seats_used"]))
             ui.label(

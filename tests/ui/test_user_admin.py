@@ -3,11 +3,17 @@ the audit log, license and credits, models, system health."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 from nicegui import ui
 
+from appliance import Appliance
 from appliance.identity.passwords import verify_password
-from tests.ui.conftest import Pages
+from tests.appliance.licensing.license_world import licensed_settings, make_issuer
+from tests.conftest import PASSPHRASE
+from tests.ui.conftest import Pages, _people, simulate
 
 ADMIN_ONLY = (
     "/admin/users",
@@ -166,3 +172,19 @@ def _all(pages: Pages, kind: type) -> list:
 
 def _has_text(pages: Pages, text: str, kind: type = ui.label) -> bool:
     return any(getattr(e, "text", None) == text for e in _all(pages, kind))
+
+
+async def test_the_credits_page_warns_when_more_users_are_active_than_seats(
+    fresh_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issuer: Any = make_issuer(tmp_path / "vendor")
+    appliance = Appliance(licensed_settings(fresh_home, issuer))
+    appliance.unseal(PASSPHRASE)
+    _, data = issuer.issue_license(customer="ACME", seats=2, credits_once="10")
+    appliance.services.metering.license.import_license(data)  # a downgrade: four are active
+    async with simulate(appliance, monkeypatch) as user:
+        pages = Pages(user, appliance, _people(appliance))
+        await pages.open_as("ada", "/admin/credits")
+        await user.should_see("License and credits")
+        warning = pages.text_of("license-over-seats")
+        assert warning.startswith("4 users are active but the license has 2 seats: disable 2")
