@@ -11,8 +11,9 @@ from nicegui import ui
 
 from appliance import Appliance, EnclaveError
 from appliance.identity.models import User
-from ui.frame import frame, heading
+from ui.frame import add_to_header, frame, heading
 from ui.i18n import N_, _
+from ui.notices import NoticeBell
 from ui.offload import in_thread
 from ui.session import SignedIn, signed_in
 
@@ -68,6 +69,7 @@ async def viewer(
         ui.navigate.to("/login")
         return None
     who, user = found
+    add_to_header(NoticeBell(appliance, user.id, who.role).draw)
     if who.role not in roles:
         with frame(title, role=who.role):
             heading(_("Not available to you"))

@@ -7,8 +7,9 @@ from nicegui import run, ui
 
 from appliance import Appliance, EnclaveError, Role, __version__
 from ui.access import role_name
-from ui.frame import error_line, frame, heading
+from ui.frame import add_to_header, error_line, frame, heading
 from ui.i18n import N_, _
+from ui.notices import NoticeBell
 from ui.offload import in_thread
 from ui.session import sign_in, sign_out, signed_in
 
@@ -94,6 +95,7 @@ def add_account_pages(appliance: Appliance) -> None:
             ui.navigate.to("/login" if await run.io_bound(has_users) else "/setup/admin")
             return
         report = await in_thread(appliance.readiness)
+        add_to_header(NoticeBell(appliance, who.user_id, str(who.role)).draw)
         with frame(_("Status"), role=str(who.role)):
             heading(_("Enclave is unsealed"))
             ui.label(

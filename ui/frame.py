@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from nicegui import ui
+import weakref
+from collections.abc import Callable
+
+from nicegui import context, ui
+from nicegui.client import Client
 
 from appliance import __version__
 from ui.i18n import N_, _, apply_page_language, aria_label
@@ -23,6 +27,14 @@ NAV = (
     (N_("Admin"), "/admin", {"admin", "auditor"}),
     (N_("Account"), "/account", {"admin", "builder", "member", "auditor"}),
 )
+# What a page's header shows for the person signed in (the notification bell), registered by
+# the page's access check before the frame is drawn: the frame itself knows no one.
+_header_items: weakref.WeakKeyDictionary[Client, Callable[[], None]] = weakref.WeakKeyDictionary()
+
+
+def add_to_header(draw: Callable[[], None]) -> None:
+    """Have :func:`frame` call ``draw`` in this page's header (right, before the theme switch)."""
+    _header_items[context.client] = draw
 
 
 def frame(title: str, *, role: str | None = None, wide: bool = False) -> ui.column:
@@ -42,6 +54,8 @@ def frame(title: str, *, role: str | None = None, wide: bool = False) -> ui.colu
                     if role in roles:
                         ui.link(_(label), path).classes("text-white")
         ui.space()
+        if (draw := _header_items.get(context.client)) is not None:
+            draw()
         theme_switch()
     # Not fixed: at 200 % zoom a fixed footer would cover a fifth of the window.
     with ui.footer(fixed=False).classes("text-caption").props("role=contentinfo"):

@@ -202,7 +202,7 @@ class BudgetService:
                 continue
             used = spent(unit, users, period_start(budget.period, now))
             if used + amount > budget.limit:
-                _notify_reached(unit, budget, user_id, now)
+                _notify_reached(unit, budget, users, now)
                 return BudgetExceeded(
                     f"This request (up to {micro_to_credits(amount):g} credits) would exceed "
                     f"the {ADJECTIVE[budget.period]} {budget.scope} budget of "
@@ -217,23 +217,28 @@ class BudgetService:
         """Notify once per period when a budget has been reached."""
         for budget, users in self.applicable(unit, user_id):
             if spent(unit, users, period_start(budget.period, now)) >= budget.limit:
-                _notify_reached(unit, budget, user_id, now)
+                _notify_reached(unit, budget, users, now)
 
 
-def _notify_reached(unit: Session | Tx, budget: Budget, user_id: int | None, now: datetime) -> None:
+def _notify_reached(unit: Session | Tx, budget: Budget, users: list[int], now: datetime) -> None:
+    """Tell the admins, and every user the budget limits (a group budget: each current
+    member), once per period each."""
     message = (
         f"The {budget.mode} {ADJECTIVE[budget.period]} budget of {budget.scope} {budget.subject_id} "
         f"({micro_to_credits(budget.limit):g} credits) has been reached."
     )
     key = f"budget:{budget.id}:{period_key(budget.period, now)}"
-    notify(unit, "budget_reached", message, dedupe_key=key, now=now)
-    if user_id is not None and budget.scope == "user":
+    if not notify(unit, "budget_reached", message, dedupe_key=key, now=now):
+        return  # given this period already, with the users' own notices (same transaction)
+    for user_id in users:
+        # A user budget keeps its original key (``:user``), so no notice repeats on upgrade.
+        suffix = "user" if budget.scope == "user" else f"member:{user_id}"
         notify(
             unit,
             "budget_reached",
             message,
             audience=user_audience(user_id),
-            dedupe_key=f"{key}:user",
+            dedupe_key=f"{key}:{suffix}",
             now=now,
         )
 

@@ -1,5 +1,7 @@
 """In-app notifications: stored rows the UI shows and the API lists (webhooks may follow).
 
+Audiences: ``admins`` (seen by the admin role only) and ``user:<id>`` (one user; a group
+budget's notice is copied to each member). There is no "everyone" audience: deny by default.
 Notices for ``admins`` are shared: one admin marking one read marks it for all admins.
 """
 

@@ -159,8 +159,10 @@ def test_hard_budget_blocks_and_soft_budget_notifies(
     admin_notices = metering.notifications.list_for(0, is_admin=True)
     assert [n["kind"] for n in admin_notices].count("budget_reached") == 2
     own = metering.notifications.list_for(alice.id, is_admin=False)
-    assert [n["kind"] for n in own] == ["budget_reached"]
-    metering.notifications.mark_read(own[0]["id"], alice.id, is_admin=False)
+    # Her user budget's refusal, and her group's budget reached (members are told too).
+    assert [n["kind"] for n in own] == ["budget_reached", "budget_reached"]
+    for notice in own:
+        metering.notifications.mark_read(notice["id"], alice.id, is_admin=False)
     assert metering.notifications.list_for(alice.id, is_admin=False, unread_only=True) == []
     # Other users are not limited by alice's budgets.
     assert _reserve(metering, "user:999", prompt_tokens=1000, max_tokens=1000) is not None
