@@ -224,7 +224,7 @@ def _notify_reached(unit: Session | Tx, budget: Budget, users: list[int], now: d
     """Tell the admins, and every user the budget limits (a group budget: each current
     member), once per period each."""
     message = (
-        f"The {budget.mode} {ADJECTIVE[budget.period]} budget of {budget.scope} {budget.subject_id} "
+        f"The {budget.mode} {ADJECTIVE[budget.period]} budget of {_subject(unit, budget)} "
         f"({micro_to_credits(budget.limit):g} credits) has been reached."
     )
     key = f"budget:{budget.id}:{period_key(budget.period, now)}"
@@ -241,6 +241,19 @@ def _notify_reached(unit: Session | Tx, budget: Budget, users: list[int], now: d
             dedupe_key=f"{key}:{suffix}",
             now=now,
         )
+
+
+# The name of a budget's subject, by scope (fixed statements; the id is a parameter).
+SUBJECT_NAMES = {
+    "user": 'SELECT username FROM "user" WHERE id = :id',
+    "group": 'SELECT name FROM "group" WHERE id = :id',
+}
+
+
+def _subject(unit: Session | Tx, budget: Budget) -> str:
+    """``user alice`` / ``group team`` (``user 7`` should the row be gone)."""
+    row = as_tx(unit).one(SUBJECT_NAMES[budget.scope], {"id": budget.subject_id})
+    return f"{budget.scope} {row[0] if row else budget.subject_id}"
 
 
 def _limit(limit: Any) -> int:

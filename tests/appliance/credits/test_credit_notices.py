@@ -66,7 +66,7 @@ def test_every_member_is_told_once_when_the_group_budget_is_reached(
     assert _kinds(metering, alice.id) == ["budget_reached"]
     assert _kinds(metering, bob.id) == ["budget_reached"]  # bob is told although alice spent
     (notice,) = metering.notifications.list_for(bob.id, is_admin=False)
-    assert "budget of group" in notice["message"]
+    assert f"budget of group {group.name} (1.5 credits)" in notice["message"]
     assert _kinds(metering, carol.id) == []  # not in the group
     admins = metering.notifications.list_for(0, is_admin=True)
     assert [n["kind"] for n in admins].count("budget_reached") == 1
