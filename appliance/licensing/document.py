@@ -83,6 +83,35 @@ def _aware(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+# The classes of price a license can set a minimum for: ``local`` models, ``remote`` ones
+# (every other provider) and ``tool`` seconds.
+PRICE_CLASSES = ("local", "remote", "tool")
+
+
+class PriceFloor(BaseModel):
+    """The least an admin may charge for a class of use (credits, as strings)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_1k: str = "0"
+    output_per_1k: str = "0"
+    per_second: str = "0"
+
+    @field_validator("input_per_1k", "output_per_1k", "per_second")
+    @classmethod
+    def _credits(cls, value: str) -> str:
+        credits_to_micro(value)
+        return value
+
+    def micro(self) -> tuple[int, int, int]:
+        """The three minimums in micro-credits."""
+        return (
+            credits_to_micro(self.input_per_1k),
+            credits_to_micro(self.output_per_1k),
+            credits_to_micro(self.per_second),
+        )
+
+
 class LicensePayload(BaseModel):
     """What the vendor grants one customer; signed, never edited by the appliance."""
 
@@ -101,6 +130,9 @@ class LicensePayload(BaseModel):
     # Credits granted once at import, and at the start of every calendar month (UTC).
     credits_once: str = "0"
     credits_monthly: str = "0"
+    # The least the admins' price table may charge per class (``local``/``remote``/``tool``):
+    # the credits the vendor sells keep their meaning. Absent: no minimum.
+    min_prices: dict[Literal["local", "remote", "tool"], PriceFloor] = Field(default_factory=dict)
     # The installation id this license is bound to (``enclave license show``); None: any.
     machine_id: str | None = None
     # An evaluation license (shipped in the package): ``expires_at`` is the last day it can be

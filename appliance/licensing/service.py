@@ -166,6 +166,7 @@ class LicenseService:
         # How far the clock was behind at the last check (a new rollback adds to it).
         self._lag: timedelta | None = None
         self.grant_listeners: list[GrantListener] = []
+        self._floors: tuple[LicensePayload, dict[str, tuple[int, int, int]]] | None = None
 
     # --- status -----------------------------------------------------------------------------
 
@@ -434,6 +435,22 @@ class LicenseService:
         """Active (enabled) users."""
         with self.db.read() as session:
             return session.scalar(select(func.count()).select_from(User).where(~User.disabled)) or 0
+
+    def price_floors(self) -> dict[str, tuple[int, int, int]]:
+        """The license in force's minimum prices per class (``local``/``remote``/``tool``:
+        input and output per 1k tokens, per second; micro-credits). Empty without a license or
+        without minimums."""
+        lic = self.status().license
+        if lic is None or not lic.min_prices:
+            return {}
+        cached = self._floors
+        if cached is not None and cached[0] is lic:
+            return cached[1]
+        floors: dict[str, tuple[int, int, int]] = {
+            str(name): floor.micro() for name, floor in lic.min_prices.items()
+        }
+        self._floors = (lic, floors)
+        return floors
 
     def seat_report(self) -> dict[str, Any]:
         """Seats licensed and used, and whether more users are active than the license allows

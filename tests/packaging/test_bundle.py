@@ -76,6 +76,10 @@ def test_the_archive_matches_its_checksum_and_the_version(bundle: Path) -> None:
     assert (internal / "docs" / "packaging.md").is_file()
     for unwanted in ("torch", "pytest", "playwright", "mypy"):
         assert not (internal / unwanted).exists(), unwanted
+    # Nor the vendor's signing tool (its own distribution, packaging/vendor): no code, no command.
+    assert not (internal / "enclave_vendor").exists()
+    metadata = internal / f"enclave-{__version__}.dist-info" / "entry_points.txt"
+    assert "enclave-vendor" not in metadata.read_text("utf-8")
 
 
 def test_fresh_home_offline_unseal_and_chat(bundle: Path, tmp_path: Path) -> None:

