@@ -202,7 +202,10 @@ class BudgetService:
                 continue
             used = spent(unit, users, period_start(budget.period, now))
             if used + amount > budget.limit:
-                _notify_reached(unit, budget, users, now)
+                if used >= budget.limit:
+                    _notify_reached(unit, budget, users, now)
+                else:  # only this call's worst case would pass it: refused, not reached
+                    _notify_refused(unit, budget, users, now)
                 return BudgetExceeded(
                     f"This request (up to {micro_to_credits(amount):g} credits) would exceed "
                     f"the {ADJECTIVE[budget.period]} {budget.scope} budget of "
@@ -222,20 +225,43 @@ class BudgetService:
 
 def _notify_reached(unit: Session | Tx, budget: Budget, users: list[int], now: datetime) -> None:
     """Tell the admins, and every user the budget limits (a group budget: each current
-    member), once per period each."""
+    member), once per period each, that the budget has been reached."""
     message = (
         f"The {budget.mode} {ADJECTIVE[budget.period]} budget of {_subject(unit, budget)} "
         f"({micro_to_credits(budget.limit):g} credits) has been reached."
     )
-    key = f"budget:{budget.id}:{period_key(budget.period, now)}"
-    if not notify(unit, "budget_reached", message, dedupe_key=key, now=now):
+    _tell(unit, "budget_reached", message, budget, users, now, "")
+
+
+def _notify_refused(unit: Session | Tx, budget: Budget, users: list[int], now: datetime) -> None:
+    """Tell them, once per period, that a call was refused before the budget was reached
+    (its worst case would have passed it): a later "reached" notice is still given."""
+    message = (
+        f"A call was refused: its worst case would pass the hard {ADJECTIVE[budget.period]} "
+        f"budget of {_subject(unit, budget)} ({micro_to_credits(budget.limit):g} credits). "
+        "Smaller calls (a lower max_tokens) can still run."
+    )
+    _tell(unit, "budget_refused", message, budget, users, now, ":refused")
+
+
+def _tell(
+    unit: Session | Tx,
+    kind: str,
+    message: str,
+    budget: Budget,
+    users: list[int],
+    now: datetime,
+    variant: str,
+) -> None:
+    key = f"budget:{budget.id}:{period_key(budget.period, now)}{variant}"
+    if not notify(unit, kind, message, dedupe_key=key, now=now):
         return  # given this period already, with the users' own notices (same transaction)
     for user_id in users:
         # A user budget keeps its original key (``:user``), so no notice repeats on upgrade.
         suffix = "user" if budget.scope == "user" else f"member:{user_id}"
         notify(
             unit,
-            "budget_reached",
+            kind,
             message,
             audience=user_audience(user_id),
             dedupe_key=f"{key}:{suffix}",

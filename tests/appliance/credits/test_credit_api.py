@@ -148,7 +148,7 @@ async def test_budgets_prices_and_notifications(world: World) -> None:
             max_tokens=1,
         )
     notices = await world.client.get("/api/v1/notifications", headers=world.headers[Role.MEMBER])
-    assert [n["kind"] for n in notices.json()] == ["budget_reached"]
+    assert [n["kind"] for n in notices.json()] == ["budget_refused"]
     nid = notices.json()[0]["id"]
     other = await world.client.post(
         f"/api/v1/notifications/{nid}/read", headers=world.headers[Role.BUILDER]

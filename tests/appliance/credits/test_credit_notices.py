@@ -83,9 +83,30 @@ def test_a_hard_group_budget_refusal_tells_the_members(appliance: Appliance) -> 
     metering.budgets.create("group", group.id, "day", "hard", "1.5")
     _spend(metering, bob.id)
     with pytest.raises(BudgetExceeded, match="daily group budget"):
-        _spend(metering, alice.id)
-    assert _kinds(metering, alice.id) == _kinds(metering, bob.id) == ["budget_reached"]
+        _spend(metering, alice.id)  # 1 + 1 would pass 1.5: refused, not yet reached
+    refused = ["budget_refused"]
+    assert _kinds(metering, alice.id) == _kinds(metering, bob.id) == refused
+    _spend(metering, alice.id, 500)  # 1.5 of 1.5: reached, and said so
+    both = ["budget_reached", "budget_refused"]
+    assert sorted(_kinds(metering, alice.id)) == sorted(_kinds(metering, bob.id)) == both
     assert _kinds(metering, carol.id) == []
     with pytest.raises(BudgetExceeded):
         _spend(metering, bob.id)
-    assert _kinds(metering, bob.id) == ["budget_reached"]  # once per period
+    assert sorted(_kinds(metering, bob.id)) == both  # once per period each
+
+
+def test_a_hard_budget_refusal_before_the_limit_is_not_a_reached_notice(
+    appliance: Appliance,
+) -> None:
+    metering = appliance.services.metering
+    metering.prices.set("local/*", "1", "1")
+    alice, _, _, _ = _people(appliance)
+    metering.budgets.create("user", alice.id, "day", "hard", "1")
+    _spend(metering, alice.id, 500)  # 0.5 of 1
+    with pytest.raises(BudgetExceeded):
+        _spend(metering, alice.id, 800)  # its worst case would pass the limit: refused
+    (refused,) = metering.notifications.list_for(alice.id, is_admin=False)
+    assert refused["kind"] == "budget_refused" and "has been reached" not in refused["message"]
+    _spend(metering, alice.id, 500)  # 1 of 1: reached now, and said so (not held back)
+    reached, _ = metering.notifications.list_for(alice.id, is_admin=False)
+    assert reached["kind"] == "budget_reached" and "user alice" in reached["message"]
