@@ -14,7 +14,8 @@ hook                       when, and what it may do
                            the denial's code, e.g. ``credits_exhausted``).
 ``after_model_call``       after each model call, successful or not, with the real ``Usage``
                            (``None`` if the call failed before usage was known) and the
-                           reservation made for it: settle or release.
+                           reservation made for it: settle or release. Its ``ModelCall``
+                           names the provider and model that answered (a fallback's).
 ``before_tool_execution``  before a tool runs; returns a :class:`ToolDecision` — allow, deny
                            (the model is told why) or ask (the run pauses for the user).
 ``after_tool_execution``   after a tool ran (or was denied): the output and its duration; for
@@ -69,6 +70,10 @@ class ModelCall:
     model: str
     prompt_tokens: int
     max_tokens: int
+    # The (provider, model) pairs that answer instead when the one above fails (a fallback
+    # chain, in order): a hook that reserves should cover the dearest of them. After a
+    # fallback, ``after_model_call`` receives the call with the provider that answered.
+    fallbacks: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """The credit meter as an engine hook: reserve before each model call, settle after it.
 
 ``before_model_call`` reserves the worst case (prompt tokens + max output tokens at the model's
-price) in one immediate write transaction and refuses the call with a 402 ``credits_exhausted``
+price, or at the dearest model of a fallback chain) in one immediate write transaction and refuses the call with a 402 ``credits_exhausted``
 or ``budget_exceeded`` denial, or 403 ``license_read_only`` once the license is read-only.
-``after_model_call`` settles the real usage and releases the rest, or releases everything when
-the call produced no usage. Tool executions are charged per second afterwards. Database work
+``after_model_call`` settles the real usage at the price of the model that answered (the engine
+names it in the call it passes after a fallback) and releases the rest, or releases everything
+when the call produced no usage. Tool executions are charged per second afterwards. Database work
 runs in a worker thread (``asyncio.to_thread``), never on the event loop.
 """
 
@@ -40,6 +41,7 @@ class CreditsHook(Hooks):
             agent_id=call.agent_id,
             run_id=call.run_id,
             step=call.step,
+            fallbacks=call.fallbacks,
         )
         if hold is None:
             return None
@@ -68,7 +70,11 @@ class CreditsHook(Hooks):
             await asyncio.to_thread(self.meter.release, reservation.id)
         else:
             await asyncio.to_thread(
-                self.meter.settle, reservation.id, usage.prompt_tokens, usage.completion_tokens
+                self.meter.settle,
+                reservation.id,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                (call.provider, call.model),
             )
 
     async def after_tool_execution(

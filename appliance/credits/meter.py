@@ -4,18 +4,22 @@ ledger. Every movement reads the ledger's tail and appends to it inside one writ
 threads and processes: the balance can never go negative (the table's CHECK constraints are
 the last line of defence).
 
-A reservation not settled or released within ``reservation_ttl`` (a crash, a killed process)
-expires: :meth:`CreditMeter.expire_stale` releases it at the next start and at the daily check.
+Each reservation records the process that made it (:func:`process_owner`). A hold whose
+process has ended (a crash, a kill -9) is released at the next start and at every poll of the
+schedule, by :meth:`CreditMeter.expire_stale`, which also releases any hold older than
+``reservation_ttl``. A live process's holds (a server's, while a CLI command unseals the same
+home) are never released early.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +33,7 @@ from appliance.credits.errors import CreditsExhausted
 from appliance.credits.group_commit import GroupCommit
 from appliance.credits.models import CreditLedgerEntry
 from appliance.credits.notifications import notify
+from appliance.credits.owners import owner_ended, process_owner
 from appliance.credits.prices import PriceTable
 from appliance.credits.tx import Tx, as_tx, write_tx
 from appliance.errors import EnclaveError
@@ -152,16 +157,22 @@ class CreditMeter:
         agent_id: str | None = None,
         run_id: str | None = None,
         step: int | None = None,
+        fallbacks: Sequence[tuple[str, str]] = (),
     ) -> Hold | None:
-        """Set aside the worst case of a call (prompt + max output tokens at the model's price)
-        in one write transaction; None when unlicensed (unmetered). Raises
-        :class:`CreditsExhausted`, :class:`BudgetExceeded` or :class:`LicenseReadOnly`."""
+        """Set aside the worst case of a call (prompt + max output tokens at the model's price,
+        the dearest of the model and its ``fallbacks``, which may answer instead) in one write
+        transaction; None when unlicensed (unmetered). Raises :class:`CreditsExhausted`,
+        :class:`BudgetExceeded` or :class:`LicenseReadOnly`."""
         status = self.licensing.status()
         if status.read_only:
             raise LicenseReadOnly()
         if not status.metered:
             return None
         amount = self.prices.for_model(provider, model).tokens_cost(prompt_tokens, max_tokens)
+        for other_provider, other_model in fallbacks:
+            other = self.prices.for_model(other_provider, other_model)
+            amount = max(amount, other.tokens_cost(prompt_tokens, max_tokens))
+        owner = process_owner()
         user_id = user_id_of(principal)
         hold = Hold(hold_id(), amount)
         now = self._clock()
@@ -193,6 +204,7 @@ class CreditMeter:
                         "amount": amount,
                         "run_id": run_id,
                         "step": step,
+                        "owner": owner,
                     },
                 )
             return denial
@@ -202,8 +214,16 @@ class CreditMeter:
             raise denial
         return hold
 
-    def settle(self, hold_id: str, prompt_tokens: int, completion_tokens: int) -> int:
+    def settle(
+        self,
+        hold_id: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        answered: tuple[str, str] | None = None,
+    ) -> int:
         """Charge the real usage of a reserved call and release the rest; returns the charge.
+        ``answered`` is the (provider, model) that answered when not the reserved one (a
+        fallback): the call is priced and recorded as that model's.
 
         A reservation the expiry sweep already released is charged directly, as far as the
         free balance goes (the shortfall is recorded). A hold already settled or released (or
@@ -220,6 +240,8 @@ class CreditMeter:
                 if expired is None:
                     return 0
                 res = _Held(*expired)
+            if answered is not None and answered != (res.provider, res.model):
+                res = dataclasses.replace(res, provider=answered[0], model=answered[1])
             cost = self.prices.for_model(res.provider, res.model).tokens_cost(
                 prompt_tokens, completion_tokens
             )
@@ -294,18 +316,39 @@ class CreditMeter:
         )
 
     def expire_stale(self) -> int:
-        """Release every open reservation past its expiry (left by a crash); returns how many.
-        Each is kept as ``expired`` for :data:`EXPIRED_KEPT` (a late settle still charges it);
-        older expired holds are deleted here."""
+        """Release every open reservation past its expiry or whose process has ended (left by
+        a crash; :func:`owner_ended`); returns how many. Each is kept as ``expired`` for
+        :data:`EXPIRED_KEPT` (a late settle still charges it); older expired holds are deleted
+        here. Reads first and writes only when there is something to do (it runs at every
+        poll of the schedule)."""
         now = self._clock()
+        with self.db.read() as session:
+            reader = as_tx(session)
+            rows = reader.all(STALE_SQL, {"now": reader.time(now)})
+            before = {"before": reader.time(now - EXPIRED_KEPT)}
+            forget = reader.one(FORGETTABLE_SQL, before) is not None
+        ended: dict[str, bool] = {}
+        closing: list[tuple[str, str]] = []
+        for hold, owner, stale in rows:
+            if stale:
+                closing.append((hold, "expired"))
+            elif owner is not None:
+                if owner not in ended:
+                    ended[owner] = owner_ended(owner)
+                if ended[owner]:
+                    closing.append((hold, "process_ended"))
+        if not closing and not forget:
+            return 0
+        released = 0
         with write_tx(self.db) as tx:
-            rows = tx.all(STALE_SQL, {"now": tx.time(now)})
-            for row in rows:
-                res = _Held(*row)
-                self._release_entry(tx, res, now, "expired")
-                tx.run(EXPIRE_SQL, {"id": res.id})
-            tx.run(FORGET_SQL, {"before": tx.time(now - EXPIRED_KEPT)})
-        return len(rows)
+            for hold, reason in closing:
+                row = tx.one(EXPIRE_SQL, {"id": hold})  # None: settled meanwhile
+                if row is not None:
+                    self._release_entry(tx, _Held(*row), now, reason)
+                    released += 1
+            if forget:
+                tx.run(FORGET_SQL, {"before": tx.time(now - EXPIRED_KEPT)})
+        return released
 
     def charge_tool(
         self, principal: str | None, tool: str, seconds: float, agent_id: str | None
@@ -482,13 +525,14 @@ class _Held:
 # The reservation table holds only open holds and, for EXPIRED_KEPT, expired ones: a few rows
 # however long the history, read without an index (migration 0014).
 STALE_SQL = (
-    "SELECT id, amount, state, principal, user_id, agent_id, provider, model "
-    "FROM credit_reservation WHERE state = 'open' AND expires_at < :now ORDER BY created_at"
+    "SELECT id, owner, expires_at < :now FROM credit_reservation WHERE state = 'open' "
+    "ORDER BY created_at"
 )
 RESERVE_SQL = (
     "INSERT INTO credit_reservation (id, created_at, expires_at, amount, state, principal, "
-    "user_id, agent_id, provider, model, run_id, step) VALUES (:id, :created_at, :expires_at, "
-    ":amount, 'open', :principal, :user_id, :agent_id, :provider, :model, :run_id, :step)"
+    "user_id, agent_id, provider, model, run_id, step, owner) VALUES (:id, :created_at, "
+    ":expires_at, :amount, 'open', :principal, :user_id, :agent_id, :provider, :model, :run_id, "
+    ":step, :owner)"
 )
 TOPUP_SQL = (
     "SELECT id, balance_after - reserved_after FROM credit_ledger "
@@ -503,9 +547,16 @@ EXPIRED_HOLD_SQL = (
     "SELECT id, amount, state, principal, user_id, agent_id, provider, model "
     "FROM credit_reservation WHERE id = :id AND state = 'expired'"
 )
-EXPIRE_SQL = "UPDATE credit_reservation SET state = 'expired' WHERE id = :id"
+# The expiry sweep closes a hold still open and reads it back in one statement.
+EXPIRE_SQL = (
+    "UPDATE credit_reservation SET state = 'expired' WHERE id = :id AND state = 'open' "
+    "RETURNING id, amount, state, principal, user_id, agent_id, provider, model"
+)
 DROP_SQL = "DELETE FROM credit_reservation WHERE id = :id"
 FORGET_SQL = "DELETE FROM credit_reservation WHERE state = 'expired' AND expires_at < :before"
+FORGETTABLE_SQL = (
+    "SELECT 1 FROM credit_reservation WHERE state = 'expired' AND expires_at < :before LIMIT 1"
+)
 EXPIRED_KEPT = timedelta(days=30)
 
 

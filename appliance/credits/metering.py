@@ -13,11 +13,11 @@ from appliance.audit import ensure_audit_key
 from appliance.credits.analytics import UsageAnalytics
 from appliance.credits.budgets import BudgetService
 from appliance.credits.hooks import CreditsHook
-from appliance.credits.ledger import ledger_key
+from appliance.credits.ledger import VerifyResult, ledger_key, verify
 from appliance.credits.meter import CreditMeter
 from appliance.credits.notifications import NotificationService
 from appliance.credits.prices import PriceTable
-from appliance.errors import DatabaseCorrupt
+from appliance.errors import DatabaseCorrupt, EnclaveError
 from appliance.identity.users import UserService
 from appliance.licensing.keys import load_vendor_keys
 from appliance.licensing.schedule import POLL_SECONDS, DailyCheck
@@ -45,13 +45,26 @@ class Metering:
         """The engine hook that meters model calls and tool time."""
         return CreditsHook(self.meter)
 
+    def release_abandoned(self) -> None:
+        """Release the reservations of ended processes (a crash) and expired ones."""
+        released = self.meter.expire_stale()
+        if released:
+            log.info("credits.reservations_expired", count=released)
+
     def daily(self) -> None:
         """Release reservations left by a crash, then check the license (signature, clock,
         expiry notices, monthly grant). At unseal and then daily, model calls or not."""
-        expired = self.meter.expire_stale()
-        if expired:
-            log.info("credits.reservations_expired", count=expired)
+        self.release_abandoned()
         self.license.check()
+
+    def poll(self) -> bool:
+        """At every poll of the schedule: release abandoned reservations (a read when there
+        are none), then say whether the daily check is due."""
+        try:
+            self.release_abandoned()
+        except EnclaveError as exc:  # e.g. the disk is full: the license check still runs
+            log.error("credits.release_failed", code=exc.code, reason=exc.message)
+        return self.license.check_due()
 
     def start(self) -> None:
         """At unseal: the check now, then daily on the schedule's thread."""
@@ -86,7 +99,7 @@ def build_metering(
         required=settings.license_required,
         clock=clock,
     )
-    prices = PriceTable(db)
+    prices = PriceTable(db, floors=licensing.price_floors)
     budgets = BudgetService(db)
     meter = CreditMeter(
         db,
@@ -105,6 +118,12 @@ def build_metering(
         budgets,
         NotificationService(db),
         UsageAnalytics(db, meter),
-        DailyCheck(licensing.check_due, lambda: metering.daily(), poll_s=poll_s),
+        DailyCheck(lambda: metering.poll(), lambda: metering.daily(), poll_s=poll_s),
     )
     return metering
+
+
+def verify_ledger(db: Database) -> VerifyResult:
+    """Check the ledger of ``db`` without wiring the metering: no license check, no grant,
+    no expiry sweep, so nothing is appended to the ledger being checked."""
+    return verify(db, ledger_key(ensure_audit_key(db)))

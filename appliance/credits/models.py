@@ -120,6 +120,8 @@ class CreditReservation(Base):
     model: Mapped[str] = mapped_column(String(128), nullable=False)
     run_id: Mapped[str | None] = mapped_column(String(64))
     step: Mapped[int | None] = mapped_column(Integer)
+    # The process that made the hold (appliance/credits/owners.py; migration 0016).
+    owner: Mapped[str | None] = mapped_column(String(160))
 
 
 class CreditPrice(Base):

@@ -100,6 +100,9 @@ class Resolved:
     provider: Provider
     provider_label: str
     model_label: str
+    # A chain's fallbacks as (provider, model), in order: credits reserve at the dearest of
+    # the chain and settle at the price of the member that answered.
+    fallback_labels: tuple[tuple[str, str], ...] = ()
 
 
 class ModelHub:
@@ -130,7 +133,8 @@ class ModelHub:
         first = definition.model
         if len(providers) == 1:
             return Resolved(providers[0][1], first.provider, first.model)
-        return Resolved(FallbackChain(providers), first.provider, first.model)
+        rest = tuple((c.provider, c.model) for c in definition.fallbacks)
+        return Resolved(FallbackChain(providers), first.provider, first.model, rest)
 
     @staticmethod
     def label(choice: ModelChoice) -> str:

@@ -121,6 +121,7 @@ class RunService:
             workspace=workspace,
             provider_label=resolved.provider_label,
             model_label=resolved.model_label,
+            fallback_labels=resolved.fallback_labels,
             tools=tools,
             tool_network_allowlist=network,
         )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -81,6 +82,9 @@ class RunSpec:
     # The (provider, model) label reported to hooks and usage events.
     provider_label: str = "local"
     model_label: str = ""
+    # The labels of the members after the first when ``provider`` is a fallback chain, in
+    # chain order: each ``Fallback`` event moves the call on to the next one.
+    fallback_labels: tuple[tuple[str, str], ...] = ()
     # The tools of this run when they differ from the runner's (e.g. plus MCP tools).
     tools: ToolRegistry | None = None
     # ``host:port`` destinations the code tools may reach (granted by an administrator, never
@@ -377,8 +381,11 @@ class Run:
             model=spec.model_label,
             prompt_tokens=prompt_tokens,
             max_tokens=request.max_tokens,
+            fallbacks=spec.fallback_labels,
         )
         reservation = await self.hooks.before_model_call(call)
+        # Relabelled at each fallback, so the call is settled and reported as who answered.
+        answered, moved = call, 0
         usage: Usage | None = None
         error: EngineError | None = None
         parts: list[str] = []
@@ -404,6 +411,8 @@ class Run:
                         "queue_position", position=event.position, waiting=event.waiting
                     )
                 elif isinstance(event, Fallback):
+                    moved += 1
+                    answered = _chain_member(call, moved, answered)
                     await self.events.emit(
                         "fallback",
                         from_provider=event.from_provider,
@@ -416,7 +425,9 @@ class Run:
             raise
         finally:
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self.hooks.after_model_call(call, usage, reservation, error))
+                await asyncio.shield(
+                    self.hooks.after_model_call(answered, usage, reservation, error)
+                )
         if usage is not None:
             self.result.prompt_tokens += usage.prompt_tokens
             self.result.completion_tokens += usage.completion_tokens
@@ -425,8 +436,8 @@ class Run:
                 step=step,
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
-                provider=spec.provider_label,
-                model=spec.model_label,
+                provider=answered.provider,
+                model=answered.model,
             )
         if reason == "cancelled":
             raise GenerationCancelled("The run was stopped.")
@@ -435,6 +446,15 @@ class Run:
             for i, c in sorted(calls.items())
         )
         return "".join(parts), tool_calls
+
+
+def _chain_member(call: ModelCall, position: int, current: ModelCall) -> ModelCall:
+    """The call relabelled as the chain member at ``position`` (1: the first fallback);
+    ``current`` past the last known label (a provider that falls back on its own)."""
+    if position > len(call.fallbacks):
+        return current
+    provider, model = call.fallbacks[position - 1]
+    return dataclasses.replace(call, provider=provider, model=model)
 
 
 def _check_json_output(text: str, schema: dict[str, Any]) -> None:

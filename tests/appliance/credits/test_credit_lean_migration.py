@@ -136,8 +136,9 @@ def test_upgrade_keeps_every_row_hash_and_the_sequence(old_db: tuple[Database, D
     assert current_revision(db) == head_revision()
     # The same rows (plus an empty ``released``), the same hashes: the old chain verifies.
     assert _rows(db, LEDGER_ROWS) == [(*row, None) for row in ledger_before]
-    # 0014 keeps the open holds only: the settled one is in the ledger.
-    assert _rows(db, RESERVATION_ROWS) == [row for row in held_before if row[4] == "open"]
+    # 0014 keeps the open holds only: the settled one is in the ledger (0016: no owner).
+    open_holds = [(*row, None) for row in held_before if row[4] == "open"]
+    assert _rows(db, RESERVATION_ROWS) == open_holds
     assert ledger.verify(db, KEY) == ledger.VerifyResult(True, 5)
     assert _rows(db, SEQ) == [(5,)]
     create, indexes = _schema(db, "credit_ledger")
