@@ -440,7 +440,8 @@ class LicenseService:
         """The license in force's minimum prices per class (``local``/``remote``/``tool``:
         input and output per 1k tokens, per second; micro-credits). Empty without a license or
         without minimums."""
-        lic = self.status().license
+        self._reload_if_stale()  # the license only, not its state (on every charge's path)
+        lic = self._license
         if lic is None or not lic.min_prices:
             return {}
         cached = self._floors
