@@ -20,6 +20,7 @@ import structlog
 
 from appliance.errors import ModelMemoryInsufficient, ModelUnknown
 from appliance.home import Home
+from appliance.licensing.errors import FeatureNotLicensed
 from appliance.model_files import catalog_for, resolve_model_file
 from appliance.settings import EnclaveSettings
 from engine.agents import AgentDefinition, ModelChoice
@@ -126,14 +127,24 @@ class ModelHub:
 
     # --- resolving ---------------------------------------------------------------------------
 
-    def resolve(self, definition: AgentDefinition, key: str) -> Resolved:
-        """The agent's model, with its fallbacks as a chain, queued under ``key`` when local."""
+    def resolve(self, definition: AgentDefinition, key: str, allow_remote: bool = True) -> Resolved:
+        """The agent's model, with its fallbacks as a chain, queued under ``key`` when local.
+        Without ``allow_remote`` (the license lacks remote providers) the chain keeps its local
+        models only; FeatureNotLicensed when none is left."""
         choices = [definition.model, *definition.fallbacks]
+        if not allow_remote:
+            choices = [c for c in choices if c.provider == "local"]
+            if not choices:
+                raise FeatureNotLicensed(
+                    f"This agent runs on the remote model {self.label(definition.model)}, and "
+                    "the license in force does not include `remote_providers`: choose a local "
+                    "model for it, or import a license that includes remote providers."
+                )
         providers = [(self.label(c), self.provider(c, key)) for c in choices]
-        first = definition.model
+        first, rest_choices = choices[0], choices[1:]
         if len(providers) == 1:
             return Resolved(providers[0][1], first.provider, first.model)
-        rest = tuple((c.provider, c.model) for c in definition.fallbacks)
+        rest = tuple((c.provider, c.model) for c in rest_choices)
         return Resolved(FallbackChain(providers), first.provider, first.model, rest)
 
     @staticmethod

@@ -20,6 +20,9 @@ import structlog
 from appliance.errors import InvalidRequest, NotFound
 from appliance.home import Home
 from appliance.identity.models import User
+from appliance.licensing.errors import FeatureNotLicensed
+from appliance.licensing.features import MCP, REMOTE_PROVIDERS
+from appliance.licensing.service import LicenseStatus
 from appliance.mcp import McpService
 from appliance.runs.hooks import AuditHook
 from appliance.runs.hub import ModelHub
@@ -95,9 +98,24 @@ class RunService:
                 )
             stored = await asyncio.to_thread(services.conversations.messages, user, conversation_id)
             history = [m for m in (_chat_message(s) for s in stored) if m is not None]
-        resolved = await asyncio.to_thread(self.hub.resolve, definition, f"user:{user.id}")
+        # A downgrade makes what the tier lacks read-only: runs use neither remote models nor
+        # MCP tools it does not include (knowledge search only reads, and stays).
+        status = await asyncio.to_thread(services.metering.license.status)
+        mcp_names = [name for name in definition.tool_names() if SEPARATOR in name]
+        if mcp_names and not status.has_feature(MCP):
+            raise FeatureNotLicensed(
+                f"This agent uses MCP tools ({', '.join(mcp_names[:3])}), which the "
+                f"{_tier(status)} license does not include: remove them from the agent, or "
+                "import a license that includes `mcp`."
+            )
+        resolved = await asyncio.to_thread(
+            self.hub.resolve,
+            definition,
+            f"user:{user.id}",
+            allow_remote=status.has_feature(REMOTE_PROVIDERS),
+        )
         tools = None
-        if any(SEPARATOR in name for name in definition.tool_names()):
+        if mcp_names:
             # The agent enables MCP tools: this run sees them next to the built-in ones.
             mcp_tools = await asyncio.to_thread(self.mcp.tools)
             tools = self.runner.tools.extended(list(mcp_tools))
@@ -204,6 +222,10 @@ class RunService:
                 conversation_id = conversations.create(user, agent_id, version, title)["id"]
             conversations.append(user, conversation_id, messages, run_id=run_id)
         return conversation_id
+
+
+def _tier(status: LicenseStatus) -> str:
+    return status.license.tier if status.license is not None else "current"
 
 
 def _stored(message: ChatMessage) -> dict[str, Any]:

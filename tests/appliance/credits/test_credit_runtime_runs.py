@@ -16,6 +16,7 @@ import pytest_asyncio
 from appliance import Appliance, Role
 from appliance.identity.passwords import make_hasher
 from appliance.identity.users import UserService
+from appliance.licensing.features import FEATURES
 from appliance.providers.service import EndpointSpec
 from appliance.web import create_app
 from models import load_catalog
@@ -24,6 +25,7 @@ from tests.appliance.test_runs_api import parse_sse
 from tests.engine.model_servers import LlamaServer, free_port
 
 LOCAL = load_catalog().default
+ALL_FEATURES = tuple(FEATURES)
 PW = "runtime credits password 1"
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -34,13 +36,17 @@ class Site:
     client: httpx.AsyncClient
     headers: dict[str, str]
     builder: Any
+    issuer: Any
 
     @property
     def metering(self) -> Any:
         return self.appliance.services.metering
 
-    def agent(self, model: dict[str, str], *fallbacks: dict[str, str]) -> str:
+    def agent(
+        self, model: dict[str, str], *fallbacks: dict[str, str], tools: tuple[str, ...] = ()
+    ) -> str:
         definition = {
+            "tools": [{"name": name} for name in tools],
             "name": f"agent {len(self.appliance.services.agents.list_agents(self.builder))}",
             "instructions": "You are a helpful assistant. Answer briefly.",
             "model": model,
@@ -79,7 +85,7 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
         root / "home", issuer, rate_limit_api_per_minute=100000, model_threads=2
     )
     appliance = open_appliance(settings)
-    _, data = issuer.issue_license(customer="ACME", credits_once="100")
+    _, data = issuer.issue_license(customer="ACME", credits_once="100", features=ALL_FEATURES)
     appliance.services.metering.license.import_license(data)
     users = UserService(appliance.db, hasher=make_hasher(1, 8192, 1))
     builder = users.create_user("builder", PW, Role.BUILDER)
@@ -88,7 +94,7 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
     async with httpx.AsyncClient(
         transport=transport, base_url="http://127.0.0.1", timeout=120
     ) as client:
-        yield Site(appliance, client, {"Authorization": f"Bearer {token}"}, builder)
+        yield Site(appliance, client, {"Authorization": f"Bearer {token}"}, builder, issuer)
     await appliance.runs.close()
     appliance.seal()
 
@@ -193,3 +199,38 @@ async def test_a_fallback_to_the_local_model_is_charged_at_the_local_price(site:
     # token, prompt and 12 output tokens); all of it but the local charge came back.
     assert micro(reserve) % 10_000 == 0 and micro(reserve) > 12 * 10_000
     assert micro(reserve) == micro(settle) + micro(settle, "released")
+
+
+async def test_after_a_downgrade_runs_use_only_what_the_tier_includes(site: Site) -> None:
+    """A license without ``remote_providers`` and ``mcp``: an agent on a remote model is
+    refused with 403, a chain keeps its local models, an agent with MCP tools is refused."""
+    down = site.endpoint("remote-after-downgrade", f"http://127.0.0.1:{free_port()}/v1")
+    licensing = site.metering.license
+    _, smaller = site.issuer.issue_license(customer="ACME", features=("knowledge",))
+    licensing.import_license(smaller)
+    try:
+        remote_only = site.agent({"provider": down, "model": "gpt"})
+        entries = site.metering.meter.balance().entries
+        refused = await site.run(remote_only)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["code"] == "feature_not_licensed"
+        assert "remote_providers" in refused.json()["detail"]
+
+        mcp_agent = site.agent({"provider": "local", "model": LOCAL}, tools=("files__read",))
+        refused = await site.run(mcp_agent)
+        assert refused.status_code == 403, refused.text
+        assert "MCP tools (files__read)" in refused.json()["detail"]
+        assert site.metering.meter.balance().entries == entries  # nothing reserved
+
+        chain = site.agent(
+            {"provider": down, "model": "gpt"}, {"provider": "local", "model": LOCAL}
+        )
+        events, charged = await charged_run(site, chain)
+        # The remote primary is left out (no fallback from it): the local model answers.
+        assert [e for e in events if e["event"] == "fallback"] == []
+        (usage,) = [e["data"] for e in events if e["event"] == "usage"]
+        assert usage["provider"] == "local"
+        assert {e["provider"] for e in charged if e["kind"] == "settle"} == {"local"}
+    finally:
+        _, full = site.issuer.issue_license(customer="ACME", features=ALL_FEATURES)
+        licensing.import_license(full)
