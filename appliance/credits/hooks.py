@@ -1,8 +1,9 @@
 """The credit meter as an engine hook: reserve before each model call, settle after it.
 
 ``before_model_call`` reserves the worst case (prompt tokens + max output tokens at the model's
-price, or at the dearest model of a fallback chain) in one immediate write transaction and refuses the call with a 402 ``credits_exhausted``
-or ``budget_exceeded`` denial, or 403 ``license_read_only`` once the license is read-only.
+price, or at the dearest model of a fallback chain) in one immediate write transaction and
+refuses the call with a 402 ``credits_exhausted`` or ``budget_exceeded`` denial, or 403
+``license_read_only`` once the license is read-only.
 ``after_model_call`` settles the real usage at the price of the model that answered (the engine
 names it in the call it passes after a fallback) and releases the rest, or releases everything
 when the call produced no usage. Tool executions are charged per second afterwards. Database work
