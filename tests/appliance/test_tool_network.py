@@ -54,7 +54,7 @@ class ScriptedHub:
     def __init__(self) -> None:
         self.code = ""
 
-    def resolve(self, definition: AgentDefinition, key: str) -> Resolved:
+    def resolve(self, definition: AgentDefinition, key: str, allow_remote: bool = True) -> Resolved:
         call = json.dumps({"tool": "python", "arguments": {"code": self.code}})
         script = [call, json.dumps({"tool": "respond"}), "Done."]
         return Resolved(ScriptedProvider(list(script)), "local", "scripted")
