@@ -13,8 +13,12 @@ import pytest
 
 from appliance import Appliance
 from appliance.licensing.document import MAX_CREDITS
-from appliance.web import create_app
-from tests.appliance.licensing.license_world import licensed_settings, make_issuer, open_appliance
+from tests.appliance.licensing.license_world import (
+    api_client,
+    licensed_settings,
+    make_issuer,
+    open_appliance,
+)
 
 # As JSON text: strings, and numbers Python's JSON parser reads as inf / NaN (1e400, Infinity).
 BAD = [
@@ -54,11 +58,10 @@ async def world(home_dir: Path, tmp_path: Path) -> AsyncIterator[World]:
             home_dir, issuer, rate_limit_api_per_minute=100000, rate_limit_auth_per_minute=100000
         )
     )
-    admin = appliance.services.users.create_user("admin-user", "api password for tests", "admin")
-    token = appliance.services.tokens.login(admin).access_token
-    transport = httpx.ASGITransport(app=create_app(appliance, with_ui=False))
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-        yield World(client, appliance, issuer, {"Authorization": f"Bearer {token}"}, admin.id)
+    async with api_client(appliance) as client:  # signed in as an administrator
+        admin = appliance.services.users.find_user("api-admin")
+        assert admin is not None
+        yield World(client, appliance, issuer, {}, admin.id)
     appliance.seal()
 
 

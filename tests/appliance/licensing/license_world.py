@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from appliance import Appliance, EnclaveSettings
+from appliance.identity.models import Role
+from appliance.web import create_app
 from tests.conftest import PASSPHRASE, make_settings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -41,3 +47,18 @@ def open_appliance(settings: EnclaveSettings) -> Appliance:
     appliance = Appliance(settings)
     appliance.initialise(PASSPHRASE)
     return appliance
+
+
+@asynccontextmanager
+async def api_client(appliance: Appliance) -> AsyncIterator[httpx.AsyncClient]:
+    """The appliance's API (no UI) in process, signed in as a new administrator."""
+    services = appliance.services
+    admin = services.users.create_user("api-admin", "api password for tests", Role.ADMIN)
+    token = services.tokens.login(admin).access_token
+    transport = httpx.ASGITransport(app=create_app(appliance, with_ui=False))
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://127.0.0.1",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as client:
+        yield client

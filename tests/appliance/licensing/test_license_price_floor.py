@@ -4,7 +4,7 @@ lower price and raises every charge to it, a price stored before the license inc
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,32 +14,13 @@ from typer.testing import CliRunner
 
 from appliance import Appliance
 from appliance.credits.errors import PriceBelowLicense
-from appliance.identity.models import Role
-from appliance.web import create_app
-from tests.appliance.licensing.license_world import (
-    licensed_settings,
-    make_issuer,
-    open_appliance,
-    vendor_tool,
-)
+from tests.appliance.licensing.license_world import api_client, vendor_tool
 
 FLOORS = {
     "local": {"input_per_1k": "0.05", "output_per_1k": "0.1"},
     "remote": {"input_per_1k": "2", "output_per_1k": "4"},
     "tool": {"input_per_1k": "0", "output_per_1k": "0", "per_second": "0.01"},
 }
-
-
-@pytest.fixture
-def issuer(tmp_path: Path) -> Any:
-    return make_issuer(tmp_path / "vendor")
-
-
-@pytest.fixture
-def appliance(home_dir: Path, issuer: Any) -> Iterator[Appliance]:
-    app = open_appliance(licensed_settings(home_dir, issuer))
-    yield app
-    app.seal()
 
 
 def _import(appliance: Appliance, issuer: Any, **kw: Any) -> None:
@@ -94,15 +75,7 @@ def test_without_minimums_prices_are_free_to_set(appliance: Appliance, issuer: A
 @pytest.fixture
 async def admin(appliance: Appliance, issuer: Any) -> AsyncIterator[httpx.AsyncClient]:
     _import(appliance, issuer, min_prices=FLOORS)
-    services = appliance.services
-    user = services.users.create_user("root", "api password for tests", Role.ADMIN)
-    token = services.tokens.login(user).access_token
-    transport = httpx.ASGITransport(app=create_app(appliance, with_ui=False))
-    async with httpx.AsyncClient(
-        transport=transport,
-        base_url="http://127.0.0.1",
-        headers={"Authorization": f"Bearer {token}"},
-    ) as client:
+    async with api_client(appliance) as client:
         yield client
 
 
