@@ -3,7 +3,6 @@ foreign key — the credit ledger, analytics, budgets — keeps naming the same 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,8 @@ from appliance import Appliance
 from appliance.errors import Conflict, NotFound
 from appliance.keys.secret import DataKey
 from appliance.store.database import Database
-from appliance.store.migrate import SCRIPT_LOCATION, current_revision, migrate
+from appliance.store.migrate import current_revision, migrate
+from tests.appliance.migration_copies import migrations_before
 
 PASSWORD = "violet kettle under moonlight"
 
@@ -72,11 +72,7 @@ def test_a_failed_delete_leaves_the_budgets(appliance: Appliance) -> None:
 
 
 def test_the_migration_starts_above_ids_the_credit_tables_name(tmp_path: Path) -> None:
-    before = tmp_path / "migrations"
-    shutil.copytree(SCRIPT_LOCATION, before, ignore=shutil.ignore_patterns("__pycache__"))
-    for later in (before / "versions").glob("*.py"):
-        if later.name >= "0015":
-            later.unlink()
+    before = migrations_before(tmp_path, "0015")
     dek = DataKey.generate()
     db = Database(path=tmp_path / "enclave.db", dek=dek)
     try:

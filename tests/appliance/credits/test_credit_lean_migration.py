@@ -7,7 +7,6 @@ exist)."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +29,7 @@ from appliance.store.migrate import (
     head_revision,
     migrate,
 )
+from tests.appliance.migration_copies import migrations_before
 
 KEY = b"k" * 32
 T0 = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
@@ -41,12 +41,7 @@ SEQ = "SELECT seq FROM sqlite_sequence WHERE name = 'credit_ledger'"
 
 def _before_lean(tmp_path: Path) -> Path:
     """The migrations as the previous release shipped them (up to 0011)."""
-    before = tmp_path / "migrations"
-    shutil.copytree(SCRIPT_LOCATION, before, ignore=shutil.ignore_patterns("__pycache__"))
-    for later in (before / "versions").glob("*.py"):
-        if later.name >= "0012":
-            later.unlink()
-    return before
+    return migrations_before(tmp_path, "0012")
 
 
 @pytest.fixture

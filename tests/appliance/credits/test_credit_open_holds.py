@@ -5,7 +5,6 @@ closed ones and drops the open-hold index, which a downgrade puts back."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +28,7 @@ from appliance.store.migrate import (
     migrate,
 )
 from tests.appliance.licensing.license_world import licensed_settings, make_issuer, open_appliance
+from tests.appliance.migration_copies import migrations_before
 
 
 class Clock:
@@ -127,12 +127,7 @@ def test_an_expired_hold_is_charged_once_late_and_forgotten_after_30_days(
 
 def _before_open_holds(tmp_path: Path) -> Path:
     """The migrations up to 0013, as the previous release shipped them."""
-    before = tmp_path / "migrations"
-    shutil.copytree(SCRIPT_LOCATION, before, ignore=shutil.ignore_patterns("__pycache__"))
-    for later in (before / "versions").glob("*.py"):
-        if later.name >= "0014":
-            later.unlink()
-    return before
+    return migrations_before(tmp_path, "0014")
 
 
 def _indexes(db: Database) -> set[str]:

@@ -3,7 +3,6 @@ and are found by base after the upgrade (and the downgrade puts the old table ba
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from alembic import command
@@ -19,17 +18,14 @@ from appliance.store.migrate import (
     head_revision,
     migrate,
 )
+from tests.appliance.migration_copies import migrations_before
 
 KB_A = "a" * 32
 KB_B = "0123456789abcdef" * 2
 
 
 def test_upgrade_keeps_rows_and_indexes_their_base(tmp_path: Path) -> None:
-    before = tmp_path / "migrations"
-    shutil.copytree(SCRIPT_LOCATION, before, ignore=shutil.ignore_patterns("__pycache__"))
-    for later in (before / "versions").glob("*.py"):  # 0011 and every revision after it
-        if later.name >= "0011":
-            later.unlink()
+    before = migrations_before(tmp_path, "0011")  # without 0011 and every revision after it
     dek = DataKey.generate()
     db = Database(path=tmp_path / "enclave.db", dek=dek)
     try:
