@@ -148,6 +148,10 @@ def t_quantile(df: int) -> float:
     return z + sum(term / df ** (power + 1) for power, term in enumerate(terms))
 
 
+def _aware_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _naive_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
@@ -272,11 +276,24 @@ class UsageAnalytics:
         today = now.date()
         start = datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), UTC)
         with self.db.read() as session:
-            first = session.scalar(select(func.min(CreditLedgerEntry.created_at)))
+            # The ledger's first entry, and its first charge (by the settle-time index; a
+            # charge recorded with an earlier clock than the first entry's counts): two index
+            # lookups, never a scan of the whole ledger.
+            firsts = [
+                session.scalar(
+                    select(CreditLedgerEntry.created_at).order_by(CreditLedgerEntry.id).limit(1)
+                ),
+                session.scalar(
+                    select(func.min(CreditLedgerEntry.created_at)).where(
+                        CreditLedgerEntry.kind == "settle"
+                    )
+                ),
+            ]
         available = self.meter.balance().available
-        if first is None:
+        known = [_aware_utc(moment) for moment in firsts if moment is not None]
+        if not known:
             return Forecast(available, 0.0, 0, None, None, None)
-        start = max(start, first.astimezone(UTC) if first.tzinfo else first.replace(tzinfo=UTC))
+        start = max(start, min(known))
         con = self._connect(start, None)
         try:
             per_day = {d: int(a) for d, a in con.execute(DAILY).fetchall()}

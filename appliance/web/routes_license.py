@@ -23,14 +23,16 @@ class LicenseImportBody(BaseModel):
 @router.get("/status")
 async def license_status(_: AnyUser, services: ServicesDep) -> dict[str, Any]:
     """State (for the banner), days left, whether a clock rollback was seen, and seats (with
-    ``over_seats`` and a message when more users are active than the license allows)."""
+    ``over_seats`` when more users are active than the license allows). Every signed-in user
+    may ask: the license itself, and the admins' message naming it, are not included."""
     licensing = services.metering.license
     status = await call(licensing.status)
     body = status.as_dict()
     lic = body.pop("license")
     body["tier"] = lic["tier"] if lic else None
     body["features"] = lic["features"] if lic else None
-    body.update(await call(licensing.seat_report))
+    seats = await call(licensing.seat_report)
+    body.update({key: seats[key] for key in ("seats", "seats_used", "over_seats")})
     return body
 
 
@@ -55,7 +57,7 @@ async def import_license(
     licensing = services.metering.license
     lic = await call(
         services.audited,
-        lambda: services.metering.license.import_license(body.license),
+        lambda: licensing.import_license(body.license),
         action="license.import",
         actor=principal.actor,
         target=lambda imported: f"license:{imported.license_id}",

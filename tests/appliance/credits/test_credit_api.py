@@ -68,6 +68,7 @@ async def test_license_import_and_view(world: World) -> None:
     assert shown["seats_used"] == 4 and shown["state"] == "valid"
     status = await world.client.get("/api/v1/license/status", headers=world.headers[Role.MEMBER])
     assert status.json()["state"] == "valid" and "license" not in status.json()
+    assert "seats_message" not in status.json()  # it names the license: for admins only
     actions = [e["action"] for e in world.appliance.services.audit.query(action="license.import")]
     assert actions == ["license.import"]
 
