@@ -48,7 +48,12 @@ REGISTER_NAME = "issued.jsonl"
 # A hundred years: a longer term is a typo (and a few million days overflow any date).
 MAX_DAYS = 36_525
 # The command-line option that sets each payload field (the rest are ``--<field-name>``).
-OPTIONS = {"expires_at": "--days", "features": "--feature", "": "the license"}
+OPTIONS = {
+    "expires_at": "--days",
+    "features": "--feature",
+    "min_prices": "--min-price",
+    "": "the license",
+}
 M = TypeVar("M", bound=BaseModel)
 
 

@@ -142,7 +142,7 @@ def _register(keys: Path) -> str:
         (("--min-price", "cloud=1,2"), "--min-price 'cloud=1,2'"),
         (("--min-price", "local=1"), "--min-price 'local=1'"),
         (("--min-price", "local=1,2", "--min-price", "local=3,4"), "local is given twice"),
-        (("--min-price", "remote=1,NaN"), "--min-prices"),
+        (("--min-price", "remote=1,NaN"), "--min-price: 'NaN' is not a finite"),
     ],
 )
 def test_a_license_the_appliance_would_refuse_is_never_signed(
