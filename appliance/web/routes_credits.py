@@ -49,9 +49,10 @@ class BudgetChange(BaseModel):
 
 
 class VoucherBody(BaseModel):
-    """A voucher file's content, as the vendor sent it."""
+    """A voucher file's content, as the vendor sent it. Its size is checked by the license
+    service, which names the limit (413 ``license_too_large``)."""
 
-    voucher: str = Field(min_length=1, max_length=65536)
+    voucher: str = Field(min_length=1)
 
 
 def _own_spending(services: Any, user_id: int) -> dict[str, Any]:

@@ -102,6 +102,10 @@ async def test_an_oversized_license_body_says_too_large(api: Api) -> None:
     assert body["code"] == "license_too_large"
     assert "too large" in body["detail"] and f"{MAX_FILE_BYTES:,}" in body["detail"]
     assert api.appliance.services.metering.license.status().license is None
+    voucher = await api.client.post(
+        "/api/v1/credits/vouchers", json={"voucher": "x" * (MAX_FILE_BYTES + 1)}, headers=api.admin
+    )
+    assert voucher.status_code == 413 and voucher.json()["code"] == "license_too_large"
 
 
 async def test_fewer_seats_than_active_users_imports_with_a_warning(api: Api, issuer: Any) -> None:
